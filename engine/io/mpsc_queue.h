@@ -46,7 +46,10 @@ class MpscQueue {
       if (diff == 0) {
         if (tail_.compare_exchange_weak(position, position + 1, std::memory_order_relaxed)) {
           cell.item = item;
-          cell.sequence.store(position + 1, std::memory_order_release);
+          // seq_cst, not just release: the producer then reads the consumer's `sleeping`
+          // flag, and the consumer sets that flag before it checks Empty(). With both sides
+          // seq_cst, one of them must see the other's write (see docs/io.md, "Waking").
+          cell.sequence.store(position + 1, std::memory_order_seq_cst);
           return true;
         }
       } else if (diff < 0) {
@@ -75,7 +78,7 @@ class MpscQueue {
   // True when a TryPop would find nothing right now. Consumer only (its sleep check).
   bool Empty() const {
     const Cell& cell = cells_[head_ & mask_];
-    return static_cast<std::int64_t>(cell.sequence.load(std::memory_order_acquire) -
+    return static_cast<std::int64_t>(cell.sequence.load(std::memory_order_seq_cst) -
                                      (head_ + 1)) < 0;
   }
 

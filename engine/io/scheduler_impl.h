@@ -126,6 +126,7 @@ class ThreadPool {
 
   bool stopping_ = false;              // GUARDED_BY(mutex_)
   std::atomic<bool> cancelling_{false};
+  std::atomic<std::size_t> exited_count_{0};  // threads that left Run
   std::vector<std::thread> threads_;
   std::vector<std::atomic<bool>> busy_;  // busy_[i]: thread i is inside a system call
   std::vector<pthread_t> handles_;

@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <mutex>
 
@@ -123,6 +124,13 @@ ThreadPool::~ThreadPool() {
     stopping_ = true;
   }
   cv_.notify_all();
+  // After a shutdown timeout a thread may still be blocked in a system call: interrupt it
+  // until every thread has left. A call that ignores signals (an uninterruptible disk wait)
+  // holds this up until it returns.
+  while (exited_count_.load(std::memory_order_acquire) < threads_.size()) {
+    CancelAll();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   for (std::thread& thread : threads_) thread.join();
 }
 
@@ -150,7 +158,10 @@ void ThreadPool::Run(std::uint32_t index) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [this] { return stopping_ || jobs_count_ > 0; });
-      if (jobs_count_ == 0) return;  // stopping and nothing left
+      if (jobs_count_ == 0) {  // stopping and nothing left
+        exited_count_.fetch_add(1, std::memory_order_release);
+        return;
+      }
       job = jobs_[jobs_head_];
       jobs_head_ = (jobs_head_ + 1) % jobs_.size();
       jobs_count_--;

@@ -72,10 +72,25 @@ class UringBackend final : public OpBackend {
   Status Init(const SchedulerOptions& options) {
     event_fd_ = eventfd(0, EFD_CLOEXEC);
     if (event_fd_ < 0) return Status::FromErrno(errno, "eventfd for the IO thread's wake-ups");
-    io_uring_params params{};
-    params.flags = IORING_SETUP_CQSIZE;
-    params.cq_entries = options.ring_entries * 2;
-    const int rc = io_uring_queue_init_params(options.ring_entries, &ring_, &params);
+    // The ring is created on the thread that will be its only submitter, so the kernel may
+    // run completion work only when that thread enters it (DEFER_TASKRUN, Linux 6.1) instead
+    // of interrupting it; TASKRUN_FLAG makes pending work visible to io_uring_peek_batch_cqe.
+    // Older kernels refuse those flags with EINVAL: fall back step by step.
+    constexpr unsigned kBaseFlags = IORING_SETUP_CQSIZE;
+    constexpr unsigned kFlagChoices[] = {
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+            IORING_SETUP_TASKRUN_FLAG,
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        0,
+    };
+    int rc = -EINVAL;
+    for (unsigned flags : kFlagChoices) {
+      io_uring_params params{};
+      params.flags = kBaseFlags | flags;
+      params.cq_entries = options.ring_entries * 2;
+      rc = io_uring_queue_init_params(options.ring_entries, &ring_, &params);
+      if (rc != -EINVAL) break;
+    }
     if (rc < 0) return Status::FromErrno(-rc, "io_uring_queue_init");
     ring_ready_ = true;
     PostWakeRead();
@@ -120,7 +135,8 @@ class UringBackend final : public OpBackend {
                             static_cast<struct statx*>(op->buf));
         break;
       case OpCode::kFallocate:
-        io_uring_prep_fallocate(sqe, op->fd, static_cast<int>(op->mode), op->offset, op->len);
+        io_uring_prep_fallocate(sqe, op->fd, static_cast<int>(op->mode),
+                                static_cast<off_t>(op->offset), static_cast<off_t>(op->len));
         break;
       case OpCode::kRenameat:
         io_uring_prep_renameat(sqe, op->fd, op->path, op->dirfd2, op->path2, op->flags);

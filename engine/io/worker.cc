@@ -110,7 +110,8 @@ void Worker::Join() {
 }
 
 void Worker::WakeIfSleeping() {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // The caller published its work with a seq_cst store (the queue) or under the completion
+  // list's mutex; this seq_cst load pairs with the store in Sleep() (docs/io.md, "Waking").
   if (sleeping_.load(std::memory_order_seq_cst) &&
       sleeping_.exchange(false, std::memory_order_seq_cst)) {
     counters.wakeups_sent.fetch_add(1, std::memory_order_relaxed);
@@ -315,7 +316,6 @@ bool Worker::Quiescent() const {
 
 void Worker::Sleep() {
   sleeping_.store(true, std::memory_order_seq_cst);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
   // Re-check after announcing the sleep: a producer that pushed before seeing sleeping_ set
   // did not wake us, so its item must be visible here.
   if (queue_.Empty() && !impl_->stopping.load(std::memory_order_seq_cst)) {

@@ -105,8 +105,8 @@ struct SchedulerOptions {
 
   // Registered (fixed) buffers per IO thread, each fixed_buffer_size_bytes, 4 KiB aligned (so
   // usable with O_DIRECT). ReadFixed/WriteFixed save the kernel from pinning pages per op.
-  // 0 disables them. Range: 0..1024. Default: 64.
-  std::uint32_t fixed_buffer_count = 64;
+  // 0 disables them. Range: 0..1024. Default: 32 (2 MiB per IO thread).
+  std::uint32_t fixed_buffer_count = 32;
   // Size of each fixed buffer. Multiple of 4096. Range: 4096..16 MiB. Default: 64 KiB.
   std::uint32_t fixed_buffer_size_bytes = 64 * 1024;
 
@@ -320,17 +320,19 @@ inline SwitchToAwaiter SwitchTo(Scheduler& scheduler, std::uint32_t thread_index
 // thread. REQUIRES: on an IO thread of `scheduler`.
 template <typename T>
 Task<T> RunOn(Scheduler& scheduler, std::uint32_t thread_index, Task<T> task) {
-  const std::uint32_t home = static_cast<std::uint32_t>(CurrentThreadIndex());
+  const int home = CurrentThreadIndex();
+  CFS_ASSERT(home >= 0);
   co_await SwitchTo(scheduler, thread_index);
   T value = co_await std::move(task);
-  co_await SwitchTo(scheduler, home);
+  co_await SwitchTo(scheduler, static_cast<std::uint32_t>(home));
   co_return value;
 }
 inline Task<void> RunOn(Scheduler& scheduler, std::uint32_t thread_index, Task<void> task) {
-  const std::uint32_t home = static_cast<std::uint32_t>(CurrentThreadIndex());
+  const int home = CurrentThreadIndex();
+  CFS_ASSERT(home >= 0);
   co_await SwitchTo(scheduler, thread_index);
   co_await std::move(task);
-  co_await SwitchTo(scheduler, home);
+  co_await SwitchTo(scheduler, static_cast<std::uint32_t>(home));
 }
 
 class Scheduler {
