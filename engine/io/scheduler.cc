@@ -76,6 +76,9 @@ Status ValidateOptions(const SchedulerOptions& o) {
       o.submit_queue_max > 65536) {
     return Status::InvalidArgument("submit_queue_max must be a power of two in 16..65536");
   }
+  if (o.submit_batch_max < 1 || o.submit_batch_max > 4096) {
+    return Status::InvalidArgument("submit_batch_max must be in 1..4096");
+  }
   if (o.busy_poll_spins > 1000000) {
     return Status::InvalidArgument("busy_poll_spins must be at most 1000000");
   }

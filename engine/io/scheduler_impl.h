@@ -187,6 +187,8 @@ class Worker {
   void Run();
   Status InitFixedBuffers();
   void Issue(detail::IoOp* op);
+  void SubmitPrepared();
+  void SubmitIfBatchFull();
   bool DrainQueue();
   bool ReapCompletions();
   bool RunReady();
@@ -212,6 +214,7 @@ class Worker {
   std::uint64_t in_flight_ = 0;  // ops handed to the backend and not yet reaped
   std::uint64_t prepared_ = 0;   // ops prepped since the last Submit
   std::uint64_t turn_ = 0;
+  bool submitted_this_turn_ = false;  // the loop looks at completions first after a submit
   bool cancel_sent_ = false;
   std::vector<detail::IoOp*> reap_batch_;  // completion_batch_max entries, allocated once
 

@@ -8,7 +8,8 @@
 //   2. Run ready coroutines: foreground first; background only when no foreground one is
 //      ready, or one every kBackgroundStarveTurnsMax turns. At most kRunBatchMax per turn.
 //   3. Move pending ops into the ring while fewer than in_flight_max are in flight, retry the
-//      outbox, and submit everything prepared with one io_uring_enter.
+//      outbox, and submit everything prepared with one io_uring_enter. (During step 2, SQEs
+//      are already submitted whenever submit_batch_max of them are prepared.)
 //   4. If the turn did nothing: spin up to busy_poll_spins turns, then sleep in the kernel
 //      until a completion or a wake-up (the eventfd read always posted on the ring).
 //
@@ -263,6 +264,7 @@ bool Worker::RunReady() {
     ReadyNode* node = ready_foreground_.PopFront();
     tls_priority = Priority::kForeground;
     node->handle.resume();
+    SubmitIfBatchFull();
     budget--;
     ran = true;
   }
@@ -277,11 +279,24 @@ bool Worker::RunReady() {
     tls_priority = Priority::kBackground;
     counters.background_resumes.fetch_add(1, std::memory_order_relaxed);
     node->handle.resume();
+    SubmitIfBatchFull();
     background_budget--;
     ran = true;
   }
   tls_priority = Priority::kForeground;
   return ran;
+}
+
+void Worker::SubmitPrepared() {
+  CFS_DASSERT(prepared_ > 0);
+  backend_->Submit();
+  counters.submit_calls.fetch_add(1, std::memory_order_relaxed);
+  prepared_ = 0;
+  submitted_this_turn_ = true;
+}
+
+void Worker::SubmitIfBatchFull() {
+  if (prepared_ >= impl_->options.submit_batch_max) SubmitPrepared();
 }
 
 void Worker::FlushPending() {
@@ -331,6 +346,7 @@ void Worker::Run() {
   bool completions_first = false;
   std::chrono::steady_clock::time_point last_cancel{};
   for (;; ++turn_) {
+    submitted_this_turn_ = false;
     bool busy = false;
     if (completions_first) {
       busy |= ReapCompletions();
@@ -343,10 +359,8 @@ void Worker::Run() {
     busy |= RunReady();
     FlushPending();
     if (!outbox_.empty()) busy |= FlushOutbox();
-    if (prepared_ > 0) {
-      backend_->Submit();
-      counters.submit_calls.fetch_add(1, std::memory_order_relaxed);
-      prepared_ = 0;
+    if (prepared_ > 0) SubmitPrepared();
+    if (submitted_this_turn_) {
       completions_first = true;
       busy = true;
     }
