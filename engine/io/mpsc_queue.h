@@ -68,10 +68,11 @@ class MpscQueue {
     T* item = cell.item;
     cell.sequence.store(head_ + mask_ + 1, std::memory_order_release);
     ++head_;
-    if (space_waiters_.load(std::memory_order_acquire) > 0) {
-      space_epoch_.fetch_add(1, std::memory_order_release);
-      space_epoch_.notify_all();
-    }
+    // Every pop advances the epoch, so a producer that read the epoch before its failed
+    // TryPush cannot miss this pop, however the two interleave. notify_all costs no system
+    // call when nobody waits (libstdc++ counts waiters itself).
+    space_epoch_.fetch_add(1, std::memory_order_release);
+    space_epoch_.notify_all();
     return item;
   }
 
@@ -85,11 +86,8 @@ class MpscQueue {
   // For producers: the epoch to pass to WaitForSpace, read before a failed TryPush.
   std::uint32_t space_epoch() const { return space_epoch_.load(std::memory_order_acquire); }
   // Blocks until the consumer popped something after `epoch` was read.
-  void WaitForSpace(std::uint32_t epoch) {
-    space_waiters_.fetch_add(1, std::memory_order_acq_rel);
-    space_epoch_.wait(epoch, std::memory_order_acquire);
-    space_waiters_.fetch_sub(1, std::memory_order_acq_rel);
-  }
+  // Returns at once if a pop already happened since then.
+  void WaitForSpace(std::uint32_t epoch) { space_epoch_.wait(epoch, std::memory_order_acquire); }
   // Wakes every producer blocked in WaitForSpace (at shutdown).
   void WakeWaiters() {
     space_epoch_.fetch_add(1, std::memory_order_release);
@@ -107,8 +105,7 @@ class MpscQueue {
   std::unique_ptr<Cell[]> cells_;
   alignas(64) std::atomic<std::uint64_t> tail_{0};
   alignas(64) std::uint64_t head_ = 0;  // the consumer's position; only the consumer touches it
-  std::atomic<std::uint32_t> space_epoch_{0};
-  std::atomic<std::uint32_t> space_waiters_{0};
+  std::atomic<std::uint32_t> space_epoch_{0};  // advanced by every pop and by WakeWaiters
 };
 
 }  // namespace cascadefs::io

@@ -21,8 +21,6 @@ using detail::OpCode;
 
 namespace {
 
-constexpr std::uint64_t kCurrentPosition = ~std::uint64_t{0};
-
 IoOp MakeFdOp(OpCode code, int fd) {
   IoOp op;
   op.code = code;
@@ -234,7 +232,8 @@ Task<Result<std::size_t>> ReadFull(int fd, void* buf, std::size_t len, std::uint
   std::size_t done = 0;
   auto* bytes = static_cast<std::byte*>(buf);
   while (done < len) {
-    Result<std::size_t> n = co_await Read(fd, bytes + done, len - done, offset + done);
+    const std::uint64_t at = offset == kCurrentPosition ? offset : offset + done;
+    Result<std::size_t> n = co_await Read(fd, bytes + done, len - done, at);
     if (!n.ok()) co_return std::move(n).status();
     if (*n == 0) break;  // end of file
     done += *n;
@@ -246,12 +245,10 @@ Task<Status> WriteAll(int fd, const void* buf, std::size_t len, std::uint64_t of
   std::size_t done = 0;
   const auto* bytes = static_cast<const std::byte*>(buf);
   while (done < len) {
-    Result<std::size_t> n = co_await Write(fd, bytes + done, len - done, offset + done);
+    const std::uint64_t at = offset == kCurrentPosition ? offset : offset + done;
+    Result<std::size_t> n = co_await Write(fd, bytes + done, len - done, at);
     if (!n.ok()) co_return std::move(n).status();
-    if (*n == 0) {
-      co_return Status::IOError(PathOfFd(fd) + ": write at offset " +
-                                std::to_string(offset + done) + " made no progress");
-    }
+    if (*n == 0) co_return Status::IOError(PathOfFd(fd) + ": write made no progress");
     done += *n;
   }
   co_return Status::OK();
@@ -263,36 +260,38 @@ Task<Status> SendAll(int fd, const void* buf, std::size_t len) {
   while (done < len) {
     Result<std::size_t> n = co_await Send(fd, bytes + done, len - done);
     if (!n.ok()) co_return std::move(n).status();
-    if (*n == 0) co_return Status::IOError("send on fd " + std::to_string(fd) + " made no progress");
+    if (*n == 0) co_return Status::IOError(PathOfFd(fd) + ": send made no progress");
     done += *n;
   }
   co_return Status::OK();
 }
 
 std::int32_t ExecuteBlocking(IoOp* op) {
+  // io_uring ignores the offset of a file that has no position (a pipe, a socket); so does
+  // this: a positioned call failing with ESPIPE is retried as a plain one.
   const bool at_position = op->offset == kCurrentPosition;
   const auto offset = static_cast<off_t>(op->offset);
+  const auto* iov = static_cast<const iovec*>(op->buf);
+  const int iov_count = static_cast<int>(op->len);
   long rc = -1;
   switch (op->code) {
     case OpCode::kRead:
     case OpCode::kReadFixed:
-      rc = at_position ? read(op->fd, op->buf, op->len) : pread(op->fd, op->buf, op->len, offset);
+      rc = at_position ? -1 : pread(op->fd, op->buf, op->len, offset);
+      if (at_position || (rc < 0 && errno == ESPIPE)) rc = read(op->fd, op->buf, op->len);
       break;
     case OpCode::kWrite:
     case OpCode::kWriteFixed:
-      rc = at_position ? write(op->fd, op->buf, op->len)
-                       : pwrite(op->fd, op->buf, op->len, offset);
+      rc = at_position ? -1 : pwrite(op->fd, op->buf, op->len, offset);
+      if (at_position || (rc < 0 && errno == ESPIPE)) rc = write(op->fd, op->buf, op->len);
       break;
     case OpCode::kReadv:
-      rc = at_position ? readv(op->fd, static_cast<const iovec*>(op->buf), static_cast<int>(op->len))
-                       : preadv(op->fd, static_cast<const iovec*>(op->buf),
-                                static_cast<int>(op->len), offset);
+      rc = at_position ? -1 : preadv(op->fd, iov, iov_count, offset);
+      if (at_position || (rc < 0 && errno == ESPIPE)) rc = readv(op->fd, iov, iov_count);
       break;
     case OpCode::kWritev:
-      rc = at_position
-               ? writev(op->fd, static_cast<const iovec*>(op->buf), static_cast<int>(op->len))
-               : pwritev(op->fd, static_cast<const iovec*>(op->buf), static_cast<int>(op->len),
-                         offset);
+      rc = at_position ? -1 : pwritev(op->fd, iov, iov_count, offset);
+      if (at_position || (rc < 0 && errno == ESPIPE)) rc = writev(op->fd, iov, iov_count);
       break;
     case OpCode::kFsync: rc = fsync(op->fd); break;
     case OpCode::kFdatasync: rc = fdatasync(op->fd); break;
@@ -320,11 +319,9 @@ std::int32_t ExecuteBlocking(IoOp* op) {
       break;
     case OpCode::kRecv: rc = recv(op->fd, op->buf, op->len, static_cast<int>(op->flags)); break;
     case OpCode::kSend: rc = send(op->fd, op->buf, op->len, static_cast<int>(op->flags)); break;
-    case OpCode::kSleep: {
-      timespec ts{op->timeout.tv_sec, op->timeout.tv_nsec};
-      const int err = clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);
-      return err == 0 ? 0 : -err;
-    }
+    case OpCode::kSleep:
+      CFS_ASSERT(false);  // the pool's timer thread serves sleeps; no pool thread blocks on one
+      break;
   }
   if (rc < 0) return -errno;
   return static_cast<std::int32_t>(rc);

@@ -7,9 +7,12 @@
 // affinity keeps a task's frames and buffers in one core's cache.
 //
 // Shutdown protocol (see Scheduler::Shutdown in scheduler.h):
-//   1. `deadline` is set, then `stopping` published (seq_cst). Spawn increments live_tasks
-//      before it reads `stopping` and backs out if set, so either Spawn sees `stopping` or the
-//      workers see its task in live_tasks (a Dekker pair on seq_cst atomics).
+//   1. `deadline` is set, then `stopping` published (seq_cst). Spawn increments
+//      spawns_in_progress before it reads `stopping` and backs out if set; otherwise it counts
+//      its task in live_tasks before it leaves spawns_in_progress. So either Spawn sees
+//      `stopping`, or the workers see it in one of the two counts (a Dekker pair on seq_cst
+//      atomics), and once the workers have exited live_tasks no longer moves: a Spawn that
+//      backs out never touches it.
 //   2. Each worker, seeing `stopping`, cancels its in-flight ops (repeating every 20 ms) and
 //      fails new ones with -ECANCELED, and keeps turning until no root task is alive and it
 //      holds nothing, or until the deadline.
@@ -107,7 +110,13 @@ Status ValidateOptions(const SchedulerOptions& o) {
 
 // ---- Impl ----------------------------------------------------------------------------------
 
-Scheduler::Impl::~Impl() {
+Scheduler::Impl::~Impl() { ShutdownIfRunning(); }
+
+void Scheduler::Impl::ShutdownIfRunning() {
+  {
+    std::lock_guard<std::mutex> lock(shutdown_mutex);
+    if (shut_down) return;
+  }
   Status status = Shutdown();
   if (!status.ok()) Log("scheduler shutdown: " + status.ToString());
 }
@@ -123,11 +132,13 @@ void Scheduler::Impl::Log(const std::string& line) const {
 bool Scheduler::Impl::Spawn(std::uint32_t thread_index, Task<void> task, Priority priority) {
   CFS_ASSERT(thread_index < workers.size());
   CFS_ASSERT(task.valid());
-  live_tasks.fetch_add(1, std::memory_order_seq_cst);
+  spawns_in_progress.fetch_add(1, std::memory_order_seq_cst);
   if (stopping.load(std::memory_order_seq_cst)) {
-    TaskFinished();
+    spawns_in_progress.fetch_sub(1, std::memory_order_seq_cst);
     return false;  // `task` is destroyed unrun by the caller's scope
   }
+  live_tasks.fetch_add(1, std::memory_order_seq_cst);
+  spawns_in_progress.fetch_sub(1, std::memory_order_seq_cst);
   tasks_spawned.fetch_add(1, std::memory_order_relaxed);
   DetachedTask root = RunDetached(std::move(task));
   DetachedTask::promise_type& promise = root.handle.promise();
@@ -174,8 +185,8 @@ Scheduler::Scheduler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
 }
 
 Scheduler::~Scheduler() {
-  Status status = Shutdown();
-  if (!status.ok()) impl_->Log(status.ToString());
+  AssertNotOnIoThread();
+  impl_->ShutdownIfRunning();
 }
 
 Result<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& options_in) {
@@ -292,7 +303,10 @@ bool Scheduler::SpawnForBlockOn(Task<void> task, Priority priority) {
 }
 
 Task<void> Scheduler::BlockOnBodyVoid(Task<void> task, std::shared_ptr<BlockOnLatch> latch) {
-  co_await std::move(task);
+  {
+    Task<void> owned = std::move(task);  // destroyed before the latch is released
+    co_await std::move(owned);
+  }
   LatchRelease(*latch);
 }
 

@@ -110,6 +110,8 @@ class ThreadPool {
     Worker* worker;  // gets the finished op
   };
   void Enqueue(detail::IoOp* op, Worker* worker);
+  // Completes the kSleep `op` after its timeout, on the timer thread.
+  void AddTimer(detail::IoOp* op, Worker* worker);
   // Interrupts every system call the pool is blocked in (a signal without SA_RESTART, so it
   // returns EINTR) and makes every job not yet started finish with -ECANCELED. Used only at
   // shutdown; may be repeated (a thread about to enter its call can miss one signal).
@@ -117,6 +119,13 @@ class ThreadPool {
 
  private:
   void Run(std::uint32_t index);
+  void RunTimers();
+
+  struct Timer {
+    std::chrono::steady_clock::time_point deadline;
+    Job job;
+  };
+  static bool LaterDeadline(const Timer& a, const Timer& b) { return a.deadline > b.deadline; }
 
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -127,6 +136,9 @@ class ThreadPool {
   bool stopping_ = false;              // GUARDED_BY(mutex_)
   std::atomic<bool> cancelling_{false};
   std::atomic<std::size_t> exited_count_{0};  // threads that left Run
+  std::vector<Timer> timers_;          // GUARDED_BY(mutex_); a min-heap, capacity jobs_max
+  std::condition_variable timer_cv_;
+  std::thread timer_thread_;
   std::vector<std::thread> threads_;
   std::vector<std::atomic<bool>> busy_;  // busy_[i]: thread i is inside a system call
   std::vector<pthread_t> handles_;
@@ -239,6 +251,7 @@ class Scheduler::Impl {
   std::atomic<std::uint32_t> next_worker{0};  // round robin for Spawn
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> live_tasks{0};   // spawned root tasks not yet finished
+  std::atomic<std::uint64_t> spawns_in_progress{0};  // Spawn calls between check and count
   std::atomic<std::uint64_t> tasks_spawned{0};
   std::chrono::steady_clock::time_point deadline;  // set before `stopping` is published
   std::mutex shutdown_mutex;
@@ -250,6 +263,8 @@ class Scheduler::Impl {
   // A root task's frame was destroyed; the last one during shutdown wakes every worker.
   void TaskFinished();
   Status Shutdown();
+  // Shutdown unless it already happened; a non-OK result is logged (destructors).
+  void ShutdownIfRunning();
   void Log(const std::string& line) const;
 };
 
@@ -260,7 +275,7 @@ namespace cascadefs::io {
 // The io_uring backend of one worker (uring_backend.cc). Created on the worker's own thread.
 Result<std::unique_ptr<OpBackend>> NewUringBackend(const SchedulerOptions& options);
 // The thread-pool backend of one worker (thread_pool.cc).
-std::unique_ptr<OpBackend> NewPoolBackend(ThreadPool* pool, Worker* worker);
+Result<std::unique_ptr<OpBackend>> NewPoolBackend(ThreadPool* pool, Worker* worker);
 // Hands a finished op to a pool backend's completion list (from a pool thread).
 void PushPoolCompletion(OpBackend* backend, detail::IoOp* op);
 // Checks that this kernel lets us create an io_uring with every opcode the scheduler uses.

@@ -6,7 +6,11 @@
 // worker through its eventfd if it sleeps. The FIFO holds at most the sum of the workers'
 // in_flight_max ops, since every op in it counts as in flight for its worker.
 //
-// Cancellation (Shutdown): queued jobs finish with -ECANCELED without running; a thread blocked
+// Sleeps do not occupy a pool thread: one timer thread keeps them in a heap ordered by
+// deadline (bounded like the FIFO) and completes each at its deadline.
+//
+// Cancellation (Shutdown): queued jobs (but Close) and pending sleeps finish with -ECANCELED
+// without running; a thread blocked
 // in a system call (a recv, an accept) is interrupted with kCancelSignal, whose handler is a
 // no-op installed without SA_RESTART so the call returns EINTR, reported as -ECANCELED.
 //
@@ -14,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <mutex>
@@ -43,14 +48,16 @@ void InstallCancelHandler() {
 
 class PoolBackend final : public OpBackend {
  public:
-  PoolBackend(ThreadPool* pool, Worker* worker) : pool_(pool), worker_(worker) {
-    event_fd_ = eventfd(0, EFD_CLOEXEC);
-    CFS_ASSERT(event_fd_ >= 0);  // only fails on fd exhaustion at start-up
-  }
+  PoolBackend(ThreadPool* pool, Worker* worker, int event_fd)
+      : pool_(pool), worker_(worker), event_fd_(event_fd) {}
   ~PoolBackend() override { close(event_fd_); }
 
   bool Prep(IoOp* op) override {
-    pool_->Enqueue(op, worker_);
+    if (op->code == detail::OpCode::kSleep) {
+      pool_->AddTimer(op, worker_);
+    } else {
+      pool_->Enqueue(op, worker_);
+    }
     return true;
   }
   void Submit() override {}
@@ -90,15 +97,17 @@ class PoolBackend final : public OpBackend {
  private:
   ThreadPool* const pool_;
   Worker* const worker_;
-  int event_fd_ = -1;
+  const int event_fd_;
   std::mutex mutex_;
   NodeList completed_;  // GUARDED_BY(mutex_)
 };
 
 }  // namespace
 
-std::unique_ptr<OpBackend> NewPoolBackend(ThreadPool* pool, Worker* worker) {
-  return std::make_unique<PoolBackend>(pool, worker);
+Result<std::unique_ptr<OpBackend>> NewPoolBackend(ThreadPool* pool, Worker* worker) {
+  const int event_fd = eventfd(0, EFD_CLOEXEC);
+  if (event_fd < 0) return Status::FromErrno(errno, "eventfd for the IO thread's wake-ups");
+  return std::unique_ptr<OpBackend>(std::make_unique<PoolBackend>(pool, worker, event_fd));
 }
 
 void PushPoolCompletion(OpBackend* backend, IoOp* op) {
@@ -110,11 +119,51 @@ ThreadPool::ThreadPool(std::uint32_t thread_count, std::uint32_t jobs_max)
   CFS_ASSERT(thread_count > 0);
   CFS_ASSERT(jobs_max > 0);
   InstallCancelHandler();
+  timers_.reserve(jobs_max);
   threads_.reserve(thread_count);
   handles_.reserve(thread_count);
   for (std::uint32_t i = 0; i < thread_count; ++i) {
     threads_.emplace_back([this, i] { Run(i); });
     handles_.push_back(threads_.back().native_handle());
+  }
+  timer_thread_ = std::thread([this] { RunTimers(); });
+}
+
+void ThreadPool::AddTimer(IoOp* op, Worker* worker) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::seconds(op->timeout.tv_sec) +
+                        std::chrono::nanoseconds(op->timeout.tv_nsec);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Every timer counts against its worker's in_flight_max, so reserve() made room.
+    CFS_ASSERT(timers_.size() < timers_.capacity());
+    timers_.push_back(Timer{deadline, Job{op, worker}});
+    std::push_heap(timers_.begin(), timers_.end(), LaterDeadline);
+  }
+  timer_cv_.notify_one();
+}
+
+void ThreadPool::RunTimers() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    const bool cancelling = cancelling_.load(std::memory_order_acquire);
+    if (timers_.empty()) {
+      if (stopping_) return;
+      timer_cv_.wait(lock);
+      continue;
+    }
+    const Timer& earliest = timers_.front();
+    if (!cancelling && earliest.deadline > std::chrono::steady_clock::now()) {
+      timer_cv_.wait_until(lock, earliest.deadline);
+      continue;
+    }
+    std::pop_heap(timers_.begin(), timers_.end(), LaterDeadline);
+    Job job = timers_.back().job;
+    timers_.pop_back();
+    job.op->result = cancelling ? -ECANCELED : 0;
+    lock.unlock();
+    job.worker->CompleteFromPool(job.op);
+    lock.lock();
   }
 }
 
@@ -124,6 +173,7 @@ ThreadPool::~ThreadPool() {
     stopping_ = true;
   }
   cv_.notify_all();
+  timer_cv_.notify_all();
   // After a shutdown timeout a thread may still be blocked in a system call: interrupt it
   // until every thread has left. A call that ignores signals (an uninterruptible disk wait)
   // holds this up until it returns.
@@ -132,6 +182,8 @@ ThreadPool::~ThreadPool() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   for (std::thread& thread : threads_) thread.join();
+  CancelAll();  // sleeps left after a shutdown timeout end now instead of at their deadline
+  timer_thread_.join();
 }
 
 void ThreadPool::Enqueue(IoOp* op, Worker* worker) {
@@ -147,6 +199,10 @@ void ThreadPool::Enqueue(IoOp* op, Worker* worker) {
 
 void ThreadPool::CancelAll() {
   cancelling_.store(true, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // orders the flag before the timer thread's wait
+  }
+  timer_cv_.notify_all();
   for (std::size_t i = 0; i < threads_.size(); ++i) {
     if (busy_[i].load(std::memory_order_acquire)) pthread_kill(handles_[i], kCancelSignal);
   }
@@ -166,7 +222,8 @@ void ThreadPool::Run(std::uint32_t index) {
       jobs_head_ = (jobs_head_ + 1) % jobs_.size();
       jobs_count_--;
     }
-    if (cancelling_.load(std::memory_order_acquire)) {
+    // Close still runs after cancellation, so tasks can release what they hold.
+    if (cancelling_.load(std::memory_order_acquire) && job.op->code != detail::OpCode::kClose) {
       job.op->result = -ECANCELED;
     } else {
       busy_[index].store(true, std::memory_order_release);

@@ -61,15 +61,13 @@ Status Worker::Init(Backend backend, ThreadPool* pool) {
   std::future<Status> ready_future = ready.get_future();
   thread_ = std::thread([this, backend, pool, ready = std::move(ready)]() mutable {
     Status status;
-    if (backend == Backend::kIoUring) {
-      Result<std::unique_ptr<OpBackend>> uring = NewUringBackend(impl_->options);
-      if (uring.ok()) {
-        backend_ = std::move(uring).value();
-      } else {
-        status = uring.status();
-      }
+    Result<std::unique_ptr<OpBackend>> created = backend == Backend::kIoUring
+                                                     ? NewUringBackend(impl_->options)
+                                                     : NewPoolBackend(pool, this);
+    if (created.ok()) {
+      backend_ = std::move(created).value();
     } else {
-      backend_ = NewPoolBackend(pool, this);
+      status = created.status();
     }
     if (status.ok()) status = InitFixedBuffers();
     const bool ok = status.ok();
@@ -324,7 +322,8 @@ bool Worker::FlushOutbox() {
 }
 
 bool Worker::Quiescent() const {
-  return impl_->live_tasks.load(std::memory_order_seq_cst) == 0 && in_flight_ == 0 &&
+  return impl_->spawns_in_progress.load(std::memory_order_seq_cst) == 0 &&
+         impl_->live_tasks.load(std::memory_order_seq_cst) == 0 && in_flight_ == 0 &&
          ready_foreground_.empty() && ready_background_.empty() && pending_.empty() &&
          outbox_.empty();
 }

@@ -129,7 +129,8 @@ inline constexpr std::uint32_t kBackgroundStarveTurnsMax = 8;
 // -EAGAIN and -EINTR results are resubmitted at most this many times, then become a Status.
 inline constexpr std::uint32_t kRetryMax = 16;
 
-// Counters summed over the IO threads. Read with relaxed atomics: a snapshot, not a barrier.
+// Counters summed over the IO threads (in_flight_peak: the largest of any one thread). Read with
+// relaxed atomics: a snapshot, not a barrier.
 struct SchedulerStats {
   std::uint64_t ops_completed = 0;      // I/O operations finished (with any result)
   std::uint64_t ops_retried = 0;        // resubmissions after -EAGAIN/-EINTR
@@ -180,7 +181,7 @@ struct IoOp : ReadyNode {
   std::uint32_t flags = 0;       // open flags, statx flags, rename/unlink flags, msg flags
   std::uint32_t mode = 0;        // open mode, statx mask, fallocate mode
   std::uint64_t len = 0;         // bytes, or iovec count for kReadv/kWritev
-  std::uint64_t offset = 0;      // file offset; -1 (all ones) means the current position
+  std::uint64_t offset = 0;      // file offset, or kCurrentPosition
   void* buf = nullptr;           // data, iovec*, statx*, sockaddr*
   const char* path = nullptr;    // path argument (not owned; lives in the caller's frame)
   const char* path2 = nullptr;   // kRenameat: the new path
@@ -238,6 +239,10 @@ class [[nodiscard]] StatusOp : public detail::OpAwaiterBase {
     return Status::OK();
   }
 };
+
+// Offset meaning "the file's current position": for pipes, sockets and character devices,
+// which have none (io_uring ignores the offset there; the thread pool then uses read/write).
+inline constexpr std::uint64_t kCurrentPosition = ~std::uint64_t{0};
 
 // The I/O operations. Each returns an awaitable; `co_await` it on an IO thread. Pointers
 // (buffers, paths, iovecs, sockaddrs, statx) must stay valid until the await returns, which
@@ -351,7 +356,7 @@ class Scheduler {
   // options out of range; the io_uring or thread error otherwise (nothing left running).
   static Result<std::unique_ptr<Scheduler>> Create(const SchedulerOptions& options);
 
-  // Shuts down (see Shutdown) if that has not happened yet.
+  // Shuts down (see Shutdown) if that has not happened yet, logging a non-OK result.
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -396,10 +401,15 @@ class Scheduler {
   // Spawn for BlockOn: false when Shutdown has begun (the task was destroyed unrun).
   bool SpawnForBlockOn(Task<void> task, Priority priority);
 
+  // The task's frame (and so its parameters) is destroyed before the latch is released:
+  // nothing of the task outlives BlockOn's return.
   template <typename T>
   static Task<void> BlockOnBody(Task<T> task, std::shared_ptr<BlockOnLatch> latch,
                                 std::optional<T>* out) {
-    out->emplace(co_await std::move(task));
+    {
+      Task<T> owned = std::move(task);
+      out->emplace(co_await std::move(owned));
+    }
     LatchRelease(*latch);
   }
   static Task<void> BlockOnBodyVoid(Task<void> task, std::shared_ptr<BlockOnLatch> latch);
