@@ -969,7 +969,8 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({std::string(kScheduler), std::string(kFio), std::string(kPreadPool)}))
       ->capture_default_str();
-  app.add_option("--io-threads", config.io_threads, "Scheduler IO threads (0: one per online CPU, the product default)")
+  app.add_option("--io-threads", config.io_threads,
+                 "Scheduler IO threads (0: one per online CPU, the product default)")
       ->check(CLI::Range(0u, cascadefs::io::kIoThreadsMax))
       ->capture_default_str();
   // Off by default. Measured on the 2-core VM (virtio disk, 4 runs interleaved): registered

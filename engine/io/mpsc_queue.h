@@ -79,8 +79,8 @@ class MpscQueue {
   // True when a TryPop would find nothing right now. Consumer only (its sleep check).
   bool Empty() const {
     const Cell& cell = cells_[head_ & mask_];
-    return static_cast<std::int64_t>(cell.sequence.load(std::memory_order_seq_cst) -
-                                     (head_ + 1)) < 0;
+    return static_cast<std::int64_t>(cell.sequence.load(std::memory_order_seq_cst) - (head_ + 1)) <
+           0;
   }
 
   // For producers: the epoch to pass to WaitForSpace, read before a failed TryPush.

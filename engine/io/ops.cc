@@ -52,25 +52,44 @@ std::string PathOfFd(int fd) {
 
 const char* OpName(OpCode code) {
   switch (code) {
-    case OpCode::kRead: return "read";
-    case OpCode::kWrite: return "write";
-    case OpCode::kReadFixed: return "read (fixed buffer)";
-    case OpCode::kWriteFixed: return "write (fixed buffer)";
-    case OpCode::kReadv: return "readv";
-    case OpCode::kWritev: return "writev";
-    case OpCode::kFsync: return "fsync";
-    case OpCode::kFdatasync: return "fdatasync";
-    case OpCode::kOpenat: return "open";
-    case OpCode::kClose: return "close";
-    case OpCode::kStatx: return "statx";
-    case OpCode::kFallocate: return "fallocate";
-    case OpCode::kRenameat: return "rename";
-    case OpCode::kUnlinkat: return "unlink";
-    case OpCode::kAccept: return "accept";
-    case OpCode::kConnect: return "connect";
-    case OpCode::kRecv: return "recv";
-    case OpCode::kSend: return "send";
-    case OpCode::kSleep: return "sleep";
+    case OpCode::kRead:
+      return "read";
+    case OpCode::kWrite:
+      return "write";
+    case OpCode::kReadFixed:
+      return "read (fixed buffer)";
+    case OpCode::kWriteFixed:
+      return "write (fixed buffer)";
+    case OpCode::kReadv:
+      return "readv";
+    case OpCode::kWritev:
+      return "writev";
+    case OpCode::kFsync:
+      return "fsync";
+    case OpCode::kFdatasync:
+      return "fdatasync";
+    case OpCode::kOpenat:
+      return "open";
+    case OpCode::kClose:
+      return "close";
+    case OpCode::kStatx:
+      return "statx";
+    case OpCode::kFallocate:
+      return "fallocate";
+    case OpCode::kRenameat:
+      return "rename";
+    case OpCode::kUnlinkat:
+      return "unlink";
+    case OpCode::kAccept:
+      return "accept";
+    case OpCode::kConnect:
+      return "connect";
+    case OpCode::kRecv:
+      return "recv";
+    case OpCode::kSend:
+      return "send";
+    case OpCode::kSleep:
+      return "sleep";
   }
   return "unknown op";
 }
@@ -293,12 +312,18 @@ std::int32_t ExecuteBlocking(IoOp* op) {
       rc = at_position ? -1 : pwritev(op->fd, iov, iov_count, offset);
       if (at_position || (rc < 0 && errno == ESPIPE)) rc = writev(op->fd, iov, iov_count);
       break;
-    case OpCode::kFsync: rc = fsync(op->fd); break;
-    case OpCode::kFdatasync: rc = fdatasync(op->fd); break;
+    case OpCode::kFsync:
+      rc = fsync(op->fd);
+      break;
+    case OpCode::kFdatasync:
+      rc = fdatasync(op->fd);
+      break;
     case OpCode::kOpenat:
       rc = openat(op->fd, op->path, static_cast<int>(op->flags), static_cast<mode_t>(op->mode));
       break;
-    case OpCode::kClose: rc = close(op->fd); break;
+    case OpCode::kClose:
+      rc = close(op->fd);
+      break;
     case OpCode::kStatx:
       rc = statx(op->fd, op->path, static_cast<int>(op->flags), op->mode,
                  static_cast<struct statx*>(op->buf));
@@ -309,7 +334,9 @@ std::int32_t ExecuteBlocking(IoOp* op) {
     case OpCode::kRenameat:
       rc = renameat2(op->fd, op->path, op->dirfd2, op->path2, op->flags);
       break;
-    case OpCode::kUnlinkat: rc = unlinkat(op->fd, op->path, static_cast<int>(op->flags)); break;
+    case OpCode::kUnlinkat:
+      rc = unlinkat(op->fd, op->path, static_cast<int>(op->flags));
+      break;
     case OpCode::kAccept:
       rc = accept4(op->fd, static_cast<sockaddr*>(op->buf), op->addr_len,
                    static_cast<int>(op->flags));
@@ -317,8 +344,12 @@ std::int32_t ExecuteBlocking(IoOp* op) {
     case OpCode::kConnect:
       rc = connect(op->fd, static_cast<const sockaddr*>(op->buf), op->connect_addr_len);
       break;
-    case OpCode::kRecv: rc = recv(op->fd, op->buf, op->len, static_cast<int>(op->flags)); break;
-    case OpCode::kSend: rc = send(op->fd, op->buf, op->len, static_cast<int>(op->flags)); break;
+    case OpCode::kRecv:
+      rc = recv(op->fd, op->buf, op->len, static_cast<int>(op->flags));
+      break;
+    case OpCode::kSend:
+      rc = send(op->fd, op->buf, op->len, static_cast<int>(op->flags));
+      break;
     case OpCode::kSleep:
       CFS_ASSERT(false);  // the pool's timer thread serves sleeps; no pool thread blocks on one
       break;

@@ -34,9 +34,12 @@ using detail::ReadyNode;
 
 const char* BackendName(Backend backend) {
   switch (backend) {
-    case Backend::kAuto: return "auto";
-    case Backend::kIoUring: return "io-uring";
-    case Backend::kThreadPool: return "thread-pool";
+    case Backend::kAuto:
+      return "auto";
+    case Backend::kIoUring:
+      return "io-uring";
+    case Backend::kThreadPool:
+      return "thread-pool";
   }
   return "unknown";
 }
@@ -75,8 +78,7 @@ Status ValidateOptions(const SchedulerOptions& o) {
   if (o.in_flight_max < 1 || o.in_flight_max > 2 * o.ring_entries) {
     return Status::InvalidArgument("in_flight_max must be in 1..2*ring_entries");
   }
-  if (!power_of_two(o.submit_queue_max) || o.submit_queue_max < 16 ||
-      o.submit_queue_max > 65536) {
+  if (!power_of_two(o.submit_queue_max) || o.submit_queue_max < 16 || o.submit_queue_max > 65536) {
     return Status::InvalidArgument("submit_queue_max must be a power of two in 16..65536");
   }
   if (o.submit_batch_max < 1 || o.submit_batch_max > 4096) {
@@ -160,8 +162,8 @@ Status Scheduler::Impl::Shutdown() {
   std::lock_guard<std::mutex> lock(shutdown_mutex);
   if (shut_down) return shutdown_status;
   shut_down = true;
-  deadline = std::chrono::steady_clock::now() +
-             std::chrono::milliseconds(options.shutdown_timeout_ms);
+  deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.shutdown_timeout_ms);
   stopping.store(true, std::memory_order_seq_cst);
   for (auto& worker : workers) worker->ForceWake();
   for (auto& worker : workers) worker->Join();
@@ -172,17 +174,15 @@ Status Scheduler::Impl::Shutdown() {
   if (leftovers > 0 || tasks_alive > 0) {
     shutdown_status = Status::Busy(
         "scheduler shutdown timed out after " + std::to_string(options.shutdown_timeout_ms) +
-        " ms: " + std::to_string(tasks_alive) + " tasks still alive, " +
-        std::to_string(leftovers) + " operations or ready tasks left; they are abandoned");
+        " ms: " + std::to_string(tasks_alive) + " tasks still alive, " + std::to_string(leftovers) +
+        " operations or ready tasks left; they are abandoned");
   }
   return shutdown_status;
 }
 
 // ---- Scheduler ------------------------------------------------------------------------------
 
-Scheduler::Scheduler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
-  impl_->owner = this;
-}
+Scheduler::Scheduler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->owner = this; }
 
 Scheduler::~Scheduler() {
   AssertNotOnIoThread();

@@ -9,7 +9,6 @@
 // entry points for other threads.
 #pragma once
 
-#include <liburing.h>
 #include <pthread.h>
 
 #include <atomic>
@@ -20,6 +19,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <liburing.h>
 
 #include "engine/io/scheduler.h"
 #include "io/mpsc_queue.h"
@@ -129,14 +130,14 @@ class ThreadPool {
 
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::vector<Job> jobs_;              // GUARDED_BY(mutex_); a ring of jobs_max entries
-  std::size_t jobs_head_ = 0;          // GUARDED_BY(mutex_); the oldest job
-  std::size_t jobs_count_ = 0;         // GUARDED_BY(mutex_); jobs queued
+  std::vector<Job> jobs_;       // GUARDED_BY(mutex_); a ring of jobs_max entries
+  std::size_t jobs_head_ = 0;   // GUARDED_BY(mutex_); the oldest job
+  std::size_t jobs_count_ = 0;  // GUARDED_BY(mutex_); jobs queued
 
-  bool stopping_ = false;              // GUARDED_BY(mutex_)
+  bool stopping_ = false;  // GUARDED_BY(mutex_)
   std::atomic<bool> cancelling_{false};
   std::atomic<std::size_t> exited_count_{0};  // threads that left Run
-  std::vector<Timer> timers_;          // GUARDED_BY(mutex_); a min-heap, capacity jobs_max
+  std::vector<Timer> timers_;                 // GUARDED_BY(mutex_); a min-heap, capacity jobs_max
   std::condition_variable timer_cv_;
   std::thread timer_thread_;
   std::vector<std::thread> threads_;
@@ -221,8 +222,8 @@ class Worker {
   // Owner thread only.
   NodeList ready_foreground_;
   NodeList ready_background_;
-  NodeList pending_;   // ops waiting for an in-flight slot, FIFO
-  NodeList outbox_;    // nodes bound for another worker's full queue (ReadyNode::route)
+  NodeList pending_;             // ops waiting for an in-flight slot, FIFO
+  NodeList outbox_;              // nodes bound for another worker's full queue (ReadyNode::route)
   std::uint64_t in_flight_ = 0;  // ops handed to the backend and not yet reaped
   std::uint64_t prepared_ = 0;   // ops prepped since the last Submit
   std::uint64_t turn_ = 0;
@@ -250,7 +251,7 @@ class Scheduler::Impl {
 
   std::atomic<std::uint32_t> next_worker{0};  // round robin for Spawn
   std::atomic<bool> stopping{false};
-  std::atomic<std::uint64_t> live_tasks{0};   // spawned root tasks not yet finished
+  std::atomic<std::uint64_t> live_tasks{0};          // spawned root tasks not yet finished
   std::atomic<std::uint64_t> spawns_in_progress{0};  // Spawn calls between check and count
   std::atomic<std::uint64_t> tasks_spawned{0};
   std::chrono::steady_clock::time_point deadline;  // set before `stopping` is published

@@ -23,34 +23,51 @@ using detail::IoOp;
 using detail::OpCode;
 
 constexpr OpCode kAllOpCodes[] = {
-    OpCode::kRead,    OpCode::kWrite,     OpCode::kReadFixed, OpCode::kWriteFixed,
-    OpCode::kReadv,   OpCode::kWritev,    OpCode::kFsync,     OpCode::kFdatasync,
-    OpCode::kOpenat,  OpCode::kClose,     OpCode::kStatx,     OpCode::kFallocate,
-    OpCode::kRenameat, OpCode::kUnlinkat, OpCode::kAccept,    OpCode::kConnect,
-    OpCode::kRecv,    OpCode::kSend,      OpCode::kSleep,
+    OpCode::kRead,    OpCode::kWrite,     OpCode::kReadFixed, OpCode::kWriteFixed, OpCode::kReadv,
+    OpCode::kWritev,  OpCode::kFsync,     OpCode::kFdatasync, OpCode::kOpenat,     OpCode::kClose,
+    OpCode::kStatx,   OpCode::kFallocate, OpCode::kRenameat,  OpCode::kUnlinkat,   OpCode::kAccept,
+    OpCode::kConnect, OpCode::kRecv,      OpCode::kSend,      OpCode::kSleep,
 };
 
 int UringOpcode(OpCode code) {
   switch (code) {
-    case OpCode::kRead: return IORING_OP_READ;
-    case OpCode::kWrite: return IORING_OP_WRITE;
-    case OpCode::kReadFixed: return IORING_OP_READ_FIXED;
-    case OpCode::kWriteFixed: return IORING_OP_WRITE_FIXED;
-    case OpCode::kReadv: return IORING_OP_READV;
-    case OpCode::kWritev: return IORING_OP_WRITEV;
+    case OpCode::kRead:
+      return IORING_OP_READ;
+    case OpCode::kWrite:
+      return IORING_OP_WRITE;
+    case OpCode::kReadFixed:
+      return IORING_OP_READ_FIXED;
+    case OpCode::kWriteFixed:
+      return IORING_OP_WRITE_FIXED;
+    case OpCode::kReadv:
+      return IORING_OP_READV;
+    case OpCode::kWritev:
+      return IORING_OP_WRITEV;
     case OpCode::kFsync:
-    case OpCode::kFdatasync: return IORING_OP_FSYNC;
-    case OpCode::kOpenat: return IORING_OP_OPENAT;
-    case OpCode::kClose: return IORING_OP_CLOSE;
-    case OpCode::kStatx: return IORING_OP_STATX;
-    case OpCode::kFallocate: return IORING_OP_FALLOCATE;
-    case OpCode::kRenameat: return IORING_OP_RENAMEAT;
-    case OpCode::kUnlinkat: return IORING_OP_UNLINKAT;
-    case OpCode::kAccept: return IORING_OP_ACCEPT;
-    case OpCode::kConnect: return IORING_OP_CONNECT;
-    case OpCode::kRecv: return IORING_OP_RECV;
-    case OpCode::kSend: return IORING_OP_SEND;
-    case OpCode::kSleep: return IORING_OP_TIMEOUT;
+    case OpCode::kFdatasync:
+      return IORING_OP_FSYNC;
+    case OpCode::kOpenat:
+      return IORING_OP_OPENAT;
+    case OpCode::kClose:
+      return IORING_OP_CLOSE;
+    case OpCode::kStatx:
+      return IORING_OP_STATX;
+    case OpCode::kFallocate:
+      return IORING_OP_FALLOCATE;
+    case OpCode::kRenameat:
+      return IORING_OP_RENAMEAT;
+    case OpCode::kUnlinkat:
+      return IORING_OP_UNLINKAT;
+    case OpCode::kAccept:
+      return IORING_OP_ACCEPT;
+    case OpCode::kConnect:
+      return IORING_OP_CONNECT;
+    case OpCode::kRecv:
+      return IORING_OP_RECV;
+    case OpCode::kSend:
+      return IORING_OP_SEND;
+    case OpCode::kSleep:
+      return IORING_OP_TIMEOUT;
   }
   return -1;
 }
@@ -61,8 +78,7 @@ char cancel_marker;
 
 class UringBackend final : public OpBackend {
  public:
-  explicit UringBackend(const SchedulerOptions& options)
-      : cqes_(options.completion_batch_max) {}
+  explicit UringBackend(const SchedulerOptions& options) : cqes_(options.completion_batch_max) {}
 
   ~UringBackend() override {
     if (ring_ready_) io_uring_queue_exit(&ring_);
@@ -109,12 +125,12 @@ class UringBackend final : public OpBackend {
         io_uring_prep_write(sqe, op->fd, op->buf, static_cast<unsigned>(op->len), op->offset);
         break;
       case OpCode::kReadFixed:
-        io_uring_prep_read_fixed(sqe, op->fd, op->buf, static_cast<unsigned>(op->len),
-                                 op->offset, op->buf_index);
+        io_uring_prep_read_fixed(sqe, op->fd, op->buf, static_cast<unsigned>(op->len), op->offset,
+                                 op->buf_index);
         break;
       case OpCode::kWriteFixed:
-        io_uring_prep_write_fixed(sqe, op->fd, op->buf, static_cast<unsigned>(op->len),
-                                  op->offset, op->buf_index);
+        io_uring_prep_write_fixed(sqe, op->fd, op->buf, static_cast<unsigned>(op->len), op->offset,
+                                  op->buf_index);
         break;
       case OpCode::kReadv:
         io_uring_prep_readv(sqe, op->fd, static_cast<const iovec*>(op->buf),
@@ -124,12 +140,18 @@ class UringBackend final : public OpBackend {
         io_uring_prep_writev(sqe, op->fd, static_cast<const iovec*>(op->buf),
                              static_cast<unsigned>(op->len), op->offset);
         break;
-      case OpCode::kFsync: io_uring_prep_fsync(sqe, op->fd, 0); break;
-      case OpCode::kFdatasync: io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC); break;
+      case OpCode::kFsync:
+        io_uring_prep_fsync(sqe, op->fd, 0);
+        break;
+      case OpCode::kFdatasync:
+        io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);
+        break;
       case OpCode::kOpenat:
         io_uring_prep_openat(sqe, op->fd, op->path, static_cast<int>(op->flags), op->mode);
         break;
-      case OpCode::kClose: io_uring_prep_close(sqe, op->fd); break;
+      case OpCode::kClose:
+        io_uring_prep_close(sqe, op->fd);
+        break;
       case OpCode::kStatx:
         io_uring_prep_statx(sqe, op->fd, op->path, static_cast<int>(op->flags), op->mode,
                             static_cast<struct statx*>(op->buf));
@@ -158,7 +180,9 @@ class UringBackend final : public OpBackend {
       case OpCode::kSend:
         io_uring_prep_send(sqe, op->fd, op->buf, op->len, static_cast<int>(op->flags));
         break;
-      case OpCode::kSleep: io_uring_prep_timeout(sqe, &op->timeout, 0, 0); break;
+      case OpCode::kSleep:
+        io_uring_prep_timeout(sqe, &op->timeout, 0, 0);
+        break;
     }
     io_uring_sqe_set_data(sqe, op);
     return true;
@@ -208,8 +232,8 @@ class UringBackend final : public OpBackend {
 
   Status RegisterBuffers(const std::vector<iovec>& buffers) override {
     if (buffers.empty()) return Status::OK();
-    const int rc = io_uring_register_buffers(&ring_, buffers.data(),
-                                             static_cast<unsigned>(buffers.size()));
+    const int rc =
+        io_uring_register_buffers(&ring_, buffers.data(), static_cast<unsigned>(buffers.size()));
     if (rc < 0) return Status::FromErrno(-rc, "io_uring_register_buffers");
     return Status::OK();
   }
@@ -260,8 +284,8 @@ Status ProbeIoUring() {
   } else {
     for (OpCode code : kAllOpCodes) {
       if (!io_uring_opcode_supported(probe, UringOpcode(code))) {
-        status = Status::NotSupported(std::string("this kernel's io_uring lacks ") +
-                                      OpName(code) + " (needs Linux >= 5.19)");
+        status = Status::NotSupported(std::string("this kernel's io_uring lacks ") + OpName(code) +
+                                      " (needs Linux >= 5.19)");
         break;
       }
     }

@@ -61,9 +61,8 @@ Status Worker::Init(Backend backend, ThreadPool* pool) {
   std::future<Status> ready_future = ready.get_future();
   thread_ = std::thread([this, backend, pool, ready = std::move(ready)]() mutable {
     Status status;
-    Result<std::unique_ptr<OpBackend>> created = backend == Backend::kIoUring
-                                                     ? NewUringBackend(impl_->options)
-                                                     : NewPoolBackend(pool, this);
+    Result<std::unique_ptr<OpBackend>> created =
+        backend == Backend::kIoUring ? NewUringBackend(impl_->options) : NewPoolBackend(pool, this);
     if (created.ok()) {
       backend_ = std::move(created).value();
     } else {

@@ -21,11 +21,11 @@ namespace cascadefs::detail {
 
 }  // namespace cascadefs::detail
 
-#define CFS_ASSERT(cond)                                          \
-  do {                                                            \
-    if (__builtin_expect(!(cond), 0)) {                           \
+#define CFS_ASSERT(cond)                                            \
+  do {                                                              \
+    if (__builtin_expect(!(cond), 0)) {                             \
       ::cascadefs::detail::AssertFailed(__FILE__, __LINE__, #cond); \
-    }                                                             \
+    }                                                               \
   } while (0)
 
 #ifdef NDEBUG

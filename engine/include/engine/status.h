@@ -111,30 +111,46 @@ class [[nodiscard]] Status {
 
   static const char* CodeName(Code code) {
     switch (code) {
-      case Code::kOk: return "OK";
-      case Code::kNotFound: return "NotFound";
-      case Code::kCorruption: return "Corruption";
-      case Code::kIOError: return "IO error";
-      case Code::kInvalidArgument: return "Invalid argument";
-      case Code::kNotSupported: return "Not supported";
-      case Code::kNoSpace: return "No space";
-      case Code::kCancelled: return "Cancelled";
-      case Code::kBusy: return "Busy";
+      case Code::kOk:
+        return "OK";
+      case Code::kNotFound:
+        return "NotFound";
+      case Code::kCorruption:
+        return "Corruption";
+      case Code::kIOError:
+        return "IO error";
+      case Code::kInvalidArgument:
+        return "Invalid argument";
+      case Code::kNotSupported:
+        return "Not supported";
+      case Code::kNoSpace:
+        return "No space";
+      case Code::kCancelled:
+        return "Cancelled";
+      case Code::kBusy:
+        return "Busy";
     }
     return "Unknown";
   }
 
   static Code CodeForErrno(int errno_value) {
     switch (errno_value) {
-      case ENOENT: return Code::kNotFound;
+      case ENOENT:
+        return Code::kNotFound;
       case ENOSPC:
-      case EDQUOT: return Code::kNoSpace;
-      case ECANCELED: return Code::kCancelled;
-      case EINVAL: return Code::kInvalidArgument;
+      case EDQUOT:
+        return Code::kNoSpace;
+      case ECANCELED:
+        return Code::kCancelled;
+      case EINVAL:
+        return Code::kInvalidArgument;
       case EOPNOTSUPP:
-      case ENOSYS: return Code::kNotSupported;
-      case EBUSY: return Code::kBusy;
-      default: return Code::kIOError;
+      case ENOSYS:
+        return Code::kNotSupported;
+      case EBUSY:
+        return Code::kBusy;
+      default:
+        return Code::kIOError;
     }
   }
 

@@ -132,17 +132,17 @@ inline constexpr std::uint32_t kRetryMax = 16;
 // Counters summed over the IO threads (in_flight_peak: the largest of any one thread). Read with
 // relaxed atomics: a snapshot, not a barrier.
 struct SchedulerStats {
-  std::uint64_t ops_completed = 0;      // I/O operations finished (with any result)
-  std::uint64_t ops_retried = 0;        // resubmissions after -EAGAIN/-EINTR
-  std::uint64_t ops_waited_pending = 0; // ops that waited because in_flight_max was reached
-  std::uint64_t submit_calls = 0;       // io_uring_enter calls that submitted SQEs
-  std::uint64_t sleeps = 0;             // times an IO thread slept in the kernel
-  std::uint64_t wakeups_sent = 0;       // eventfd writes by submitters to a sleeping thread
-  std::uint64_t queue_full_waits = 0;   // submitters that waited on a full MPSC queue
-  std::uint64_t tasks_spawned = 0;      // Spawn/SpawnOn/BlockOn
-  std::uint64_t background_resumes = 0; // resumptions of background-priority coroutines
-  std::uint64_t in_flight = 0;          // operations in the kernel now
-  std::uint64_t in_flight_peak = 0;     // the most that were ever in the kernel at once
+  std::uint64_t ops_completed = 0;       // I/O operations finished (with any result)
+  std::uint64_t ops_retried = 0;         // resubmissions after -EAGAIN/-EINTR
+  std::uint64_t ops_waited_pending = 0;  // ops that waited because in_flight_max was reached
+  std::uint64_t submit_calls = 0;        // io_uring_enter calls that submitted SQEs
+  std::uint64_t sleeps = 0;              // times an IO thread slept in the kernel
+  std::uint64_t wakeups_sent = 0;        // eventfd writes by submitters to a sleeping thread
+  std::uint64_t queue_full_waits = 0;    // submitters that waited on a full MPSC queue
+  std::uint64_t tasks_spawned = 0;       // Spawn/SpawnOn/BlockOn
+  std::uint64_t background_resumes = 0;  // resumptions of background-priority coroutines
+  std::uint64_t in_flight = 0;           // operations in the kernel now
+  std::uint64_t in_flight_peak = 0;      // the most that were ever in the kernel at once
 };
 
 // A registered buffer of the current IO thread (AcquireFixedBuffer). Belongs to that thread.
@@ -165,8 +165,25 @@ struct ReadyNode {
 };
 
 enum class OpCode : std::uint8_t {
-  kRead, kWrite, kReadFixed, kWriteFixed, kReadv, kWritev, kFsync, kFdatasync, kOpenat,
-  kClose, kStatx, kFallocate, kRenameat, kUnlinkat, kAccept, kConnect, kRecv, kSend, kSleep,
+  kRead,
+  kWrite,
+  kReadFixed,
+  kWriteFixed,
+  kReadv,
+  kWritev,
+  kFsync,
+  kFdatasync,
+  kOpenat,
+  kClose,
+  kStatx,
+  kFallocate,
+  kRenameat,
+  kUnlinkat,
+  kAccept,
+  kConnect,
+  kRecv,
+  kSend,
+  kSleep,
 };
 
 // One I/O operation: the arguments of the system call, its result, and the coroutine to resume.
@@ -176,18 +193,18 @@ struct IoOp : ReadyNode {
   std::uint8_t retry_count = 0;  // resubmissions so far; bounded by kRetryMax
   std::uint16_t buf_index = 0;   // fixed buffer index (kReadFixed, kWriteFixed)
   int fd = -1;
-  int dirfd2 = -1;               // kRenameat: the new path's directory
-  std::int32_t result = 0;       // the kernel's result: >= 0 success, -errno failure
-  std::uint32_t flags = 0;       // open flags, statx flags, rename/unlink flags, msg flags
-  std::uint32_t mode = 0;        // open mode, statx mask, fallocate mode
-  std::uint64_t len = 0;         // bytes, or iovec count for kReadv/kWritev
-  std::uint64_t offset = 0;      // file offset, or kCurrentPosition
-  void* buf = nullptr;           // data, iovec*, statx*, sockaddr*
-  const char* path = nullptr;    // path argument (not owned; lives in the caller's frame)
-  const char* path2 = nullptr;   // kRenameat: the new path
-  socklen_t* addr_len = nullptr; // kAccept
+  int dirfd2 = -1;                // kRenameat: the new path's directory
+  std::int32_t result = 0;        // the kernel's result: >= 0 success, -errno failure
+  std::uint32_t flags = 0;        // open flags, statx flags, rename/unlink flags, msg flags
+  std::uint32_t mode = 0;         // open mode, statx mask, fallocate mode
+  std::uint64_t len = 0;          // bytes, or iovec count for kReadv/kWritev
+  std::uint64_t offset = 0;       // file offset, or kCurrentPosition
+  void* buf = nullptr;            // data, iovec*, statx*, sockaddr*
+  const char* path = nullptr;     // path argument (not owned; lives in the caller's frame)
+  const char* path2 = nullptr;    // kRenameat: the new path
+  socklen_t* addr_len = nullptr;  // kAccept
   socklen_t connect_addr_len = 0;
-  __kernel_timespec timeout{};   // kSleep
+  __kernel_timespec timeout{};  // kSleep
 };
 
 // Queues `op` on the current IO thread's ring (or its pending list when in_flight_max is
