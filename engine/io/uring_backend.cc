@@ -1,16 +1,17 @@
 // uring_backend.cc: the io_uring backend of one IO thread.
 //
 // One ring per IO thread, created on that thread. The SQ has SchedulerOptions::ring_entries
-// slots and the CQ twice as many; the worker keeps at most in_flight_max (<= CQ size) ops in
-// the kernel, so the CQ cannot overflow. A read of the worker's eventfd is always posted on the
-// ring: it is how another thread wakes the worker while it sleeps in io_uring_enter, however
-// long the other operations in flight (a /dev/fuse read, an accept) stay there. Its completion
-// is consumed here and the read is posted again; the worker never sees it.
+// slots and the CQ in_flight_max + kInternalOpsMax (rounded up); the worker keeps at most
+// in_flight_max ops in the kernel, so the CQ cannot overflow. A read of the worker's eventfd is
+// always posted on the ring: it is how another thread wakes the worker while it sleeps in
+// io_uring_enter, however long the other operations in flight (a /dev/fuse read, an accept) stay
+// there. Its completion is consumed here and the read is posted again; the worker never sees it.
 //
 // Thread safety: everything but Wake() runs on the owning IO thread.
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,10 @@ int UringOpcode(OpCode code) {
   return -1;
 }
 
+// The backend's own operations that can be in the ring at once: the eventfd read and one
+// cancel request.
+constexpr unsigned kInternalOpsMax = 2;
+
 // Markers for the backend's own SQEs: their addresses are the user_data, never an IoOp's.
 char wake_marker;
 char cancel_marker;
@@ -103,7 +108,10 @@ class UringBackend final : public OpBackend {
     for (unsigned flags : kFlagChoices) {
       io_uring_params params{};
       params.flags = kBaseFlags | flags;
-      params.cq_entries = options.ring_entries * 2;
+      // Room for every op the worker may have in flight plus the wake read and a cancel
+      // request, and never fewer than the SQ (the kernel refuses that); the kernel rounds it
+      // up to a power of two.
+      params.cq_entries = std::max(options.ring_entries, options.in_flight_max + kInternalOpsMax);
       rc = io_uring_queue_init_params(options.ring_entries, &ring_, &params);
       if (rc != -EINVAL) break;
     }

@@ -16,10 +16,11 @@
 // - Where the kernel refuses io_uring (EPERM, ENOSYS) the same API is served by a pool of
 //   threads doing plain blocking system calls (Backend::kThreadPool), with one log line.
 //
-// Thread safety: Spawn, SpawnOn, BlockOn, stats() and Shutdown() may be called from any thread
-// that is not an IO thread of this scheduler (BlockOn and Shutdown on an IO thread would
-// deadlock and assert). The I/O awaitables, Yield, SwitchTo and RunOn may only be awaited by a
-// task running on an IO thread (asserted).
+// Thread safety: Spawn, SpawnOn and stats() may be called from any thread, IO threads
+// included (a task may spawn another). BlockOn and Shutdown may be called from any thread that
+// is not an IO thread of this scheduler (there they would deadlock, so they assert). The I/O
+// awaitables, Yield, SwitchTo and RunOn may only be awaited by a task running on an IO thread
+// (asserted).
 #pragma once
 
 #include <fcntl.h>
@@ -65,15 +66,17 @@ struct SchedulerOptions {
   // others. Range: 0..kIoThreadsMax. Default: 0.
   std::uint32_t io_threads = 0;
 
-  // Submission-queue entries per ring; the completion queue has twice as many. More entries
-  // let one loop turn submit more SQEs with one syscall. Power of two. Range: 8..4096.
+  // Submission-queue entries per ring. More entries let one loop turn submit more SQEs with
+  // one syscall. Power of two. Range: 8..4096.
   // Default: 256.
   std::uint32_t ring_entries = 256;
 
   // Operations one IO thread keeps in the kernel at once. An operation awaited beyond it waits
   // in the thread's pending list (intrusive, no allocation) until a completion frees a slot.
-  // Bounds kernel-side memory and guarantees the completion queue never overflows.
-  // Range: 1..2*ring_entries. Default: 512.
+  // Bounds kernel-side memory; the completion queue is sized to it (plus the ring's own two
+  // internal operations), so it never overflows. Long-lived operations (an accept, a recv
+  // waiting for a peer) hold their slot the whole time: keep enough slots for them plus the
+  // short ones. Range: 1..2*ring_entries. Default: 512.
   std::uint32_t in_flight_max = 512;
 
   // Entries of each IO thread's MPSC queue (new tasks, tasks switching threads, wake-ups of
@@ -127,6 +130,8 @@ struct SchedulerOptions {
 inline constexpr std::uint32_t kIoThreadsMax = 64;
 inline constexpr std::uint32_t kBackgroundStarveTurnsMax = 8;
 // -EAGAIN and -EINTR results are resubmitted at most this many times, then become a Status.
+// Resubmission is immediate (the op goes to the back of the pending list): io_uring already
+// waits for readiness itself on blocking files, so these are rare transient results.
 inline constexpr std::uint32_t kRetryMax = 16;
 
 // Counters summed over the IO threads (in_flight_peak: the largest of any one thread). Read with
