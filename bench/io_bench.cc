@@ -332,6 +332,19 @@ struct Window {
   double cpu_seconds = 0.0;
 };
 
+// The row of one measured run: the per-thread latency histograms merged, derived fields filled.
+Row MeasuredRow(std::string_view system, std::uint32_t qd,
+                const std::vector<std::unique_ptr<LatencyHistogram>>& latencies,
+                const Window& window) {
+  LatencyHistogram total;
+  for (const auto& latency : latencies) total.Merge(*latency);
+  Row row;
+  row.system = std::string(system);
+  row.qd = qd;
+  FinishRow(row, total.count(), window.seconds, window.cpu_seconds, total);
+  return row;
+}
+
 // Sleeps until `deadline` or until a worker stopped the run. False if stopped.
 bool SleepUntil(const RunControl& control, Clock::time_point deadline) {
   while (Clock::now() < deadline) {
@@ -563,12 +576,7 @@ Result<Row> RunScheduler(io::Scheduler& scheduler, const TestFile& file, const C
   if (std::string error = run.control.TakeError(); !error.empty()) {
     return Status::IOError(fmt::format("{}: {}", kScheduler, error));
   }
-  LatencyHistogram total;
-  for (const auto& latency : run.latency) total.Merge(*latency);
-  Row row;
-  row.system = std::string(kScheduler);
-  row.qd = qd;
-  FinishRow(row, total.count(), window.seconds, window.cpu_seconds, total);
+  Row row = MeasuredRow(kScheduler, qd, run.latency, window);
   row.extra["io_threads"] = threads;
   row.extra["fixed"] = config.fixed;
   row.extra["busy_poll_spins"] = config.busy_poll_spins;
@@ -642,12 +650,7 @@ Result<Row> RunPool(const TestFile& file, const Config& config, std::uint32_t qd
   if (std::string error = run.control.TakeError(); !error.empty()) {
     return Status::IOError(fmt::format("{}: {}", kPreadPool, error));
   }
-  LatencyHistogram total;
-  for (const auto& latency : run.latency) total.Merge(*latency);
-  Row row;
-  row.system = std::string(kPreadPool);
-  row.qd = qd;
-  FinishRow(row, total.count(), window.seconds, window.cpu_seconds, total);
+  Row row = MeasuredRow(kPreadPool, qd, run.latency, window);
   row.extra["threads"] = kPoolThreads;
   return row;
 }

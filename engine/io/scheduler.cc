@@ -230,10 +230,13 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& opt
   return std::unique_ptr<Scheduler>(new Scheduler(std::move(impl)));
 }
 
+std::uint32_t Scheduler::Impl::NextWorkerIndex() {
+  return static_cast<std::uint32_t>(next_worker.fetch_add(1, std::memory_order_relaxed) %
+                                    workers.size());
+}
+
 void Scheduler::Spawn(Task<void> task, Priority priority) {
-  const std::uint32_t index =
-      impl_->next_worker.fetch_add(1, std::memory_order_relaxed) % impl_->workers.size();
-  (void)impl_->Spawn(index, std::move(task), priority);
+  (void)impl_->Spawn(impl_->NextWorkerIndex(), std::move(task), priority);
 }
 
 void Scheduler::SpawnOn(std::uint32_t thread_index, Task<void> task, Priority priority) {
@@ -297,9 +300,7 @@ void Scheduler::LatchRelease(BlockOnLatch& latch) {
 }
 
 bool Scheduler::SpawnForBlockOn(Task<void> task, Priority priority) {
-  const std::uint32_t index =
-      impl_->next_worker.fetch_add(1, std::memory_order_relaxed) % impl_->workers.size();
-  return impl_->Spawn(index, std::move(task), priority);
+  return impl_->Spawn(impl_->NextWorkerIndex(), std::move(task), priority);
 }
 
 Task<void> Scheduler::BlockOnBodyVoid(Task<void> task, std::shared_ptr<BlockOnLatch> latch) {

@@ -199,7 +199,8 @@ class Worker {
  private:
   void Run();
   Status InitFixedBuffers();
-  void Issue(detail::IoOp* op);
+  // Hands `op` to the backend; false (op back at the head of pending_) when no SQE is free.
+  bool Issue(detail::IoOp* op);
   void SubmitPrepared();
   void SubmitIfBatchFull();
   bool DrainQueue();
@@ -259,6 +260,8 @@ class Scheduler::Impl {
   bool shut_down = false;  // GUARDED_BY(shutdown_mutex)
   Status shutdown_status;  // GUARDED_BY(shutdown_mutex)
 
+  // The worker for a new task from Spawn or BlockOn: round robin.
+  std::uint32_t NextWorkerIndex();
   // Queues `task` on worker `thread_index`; false (task destroyed unrun) once stopping.
   bool Spawn(std::uint32_t thread_index, Task<void> task, Priority priority);
   // A root task's frame was destroyed; the last one during shutdown wakes every worker.

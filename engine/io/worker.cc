@@ -175,14 +175,14 @@ void Worker::SubmitOp(IoOp* op) {
     pending_.PushBack(op);
     return;
   }
-  Issue(op);
+  (void)Issue(op);  // on false the op waits at the head of pending_
 }
 
-void Worker::Issue(IoOp* op) {
+bool Worker::Issue(IoOp* op) {
   CFS_ASSERT(in_flight_ < impl_->options.in_flight_max);  // I1
   if (!backend_->Prep(op)) {
     pending_.PushFront(op);
-    return;
+    return false;
   }
   in_flight_++;
   prepared_++;
@@ -190,6 +190,7 @@ void Worker::Issue(IoOp* op) {
   if (in_flight_ > counters.in_flight_peak.load(std::memory_order_relaxed)) {
     counters.in_flight_peak.store(in_flight_, std::memory_order_relaxed);
   }
+  return true;
 }
 
 void Worker::CompleteFromPool(IoOp* op) {
@@ -299,9 +300,7 @@ void Worker::SubmitIfBatchFull() {
 void Worker::FlushPending() {
   while (!pending_.empty() && in_flight_ < impl_->options.in_flight_max) {
     auto* op = static_cast<IoOp*>(pending_.PopFront());
-    const std::uint64_t before = in_flight_;
-    Issue(op);
-    if (in_flight_ == before) break;  // no SQE free even after a submit: try next turn
+    if (!Issue(op)) break;  // no SQE free even after a submit: try next turn
   }
 }
 

@@ -52,10 +52,6 @@ namespace {
 
 using testing::HasSubstr;
 
-// "The current position" for stream descriptors (pipes, sockets), as IoOp::offset documents
-// it: all ones. The public header does not name this value.
-constexpr std::uint64_t kNoOffset = ~std::uint64_t{0};
-
 // Deterministic file contents: each byte depends on its offset, so a read from the wrong
 // place or a torn transfer shows.
 std::uint8_t PatternByte(std::uint64_t offset) {
@@ -546,9 +542,9 @@ TEST_P(OpsTest, RenameatAndUnlinkat) {
 
 // A pipe has no file position. Read(fd, buf, len, 0) is how the examples in the design (and
 // the brief of this suite) read a pipe; both backends must accept it.
-Task<Result<std::size_t>> ReadPipeAtOffsetZero(int fd, std::vector<std::uint8_t>* out) {
+Task<Result<std::size_t>> ReadPipe(int fd, std::uint64_t offset, std::vector<std::uint8_t>* out) {
   out->resize(64);
-  Result<std::size_t> n = co_await Read(fd, out->data(), out->size(), 0);
+  Result<std::size_t> n = co_await Read(fd, out->data(), out->size(), offset);
   if (n.ok()) out->resize(*n);
   co_return n;
 }
@@ -558,7 +554,7 @@ TEST_P(OpsTest, ReadFromAPipeWithOffsetZero) {
   ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
   ASSERT_EQ(write(fds[1], "pipe data", 9), 9);
   std::vector<std::uint8_t> got;
-  Result<std::size_t> n = Run(ReadPipeAtOffsetZero(fds[0], &got));
+  Result<std::size_t> n = Run(ReadPipe(fds[0], 0, &got));
   close(fds[0]);
   close(fds[1]);
   ASSERT_TRUE(n.ok()) << n.status().ToString()
@@ -567,25 +563,18 @@ TEST_P(OpsTest, ReadFromAPipeWithOffsetZero) {
   EXPECT_EQ(std::string(got.begin(), got.end()), "pipe data");
 }
 
-// With the documented "current position" offset (all ones), a pipe read works on both.
-Task<Result<std::size_t>> ReadPipeAtNoOffset(int fd, std::vector<std::uint8_t>* out) {
-  out->resize(64);
-  Result<std::size_t> n = co_await Read(fd, out->data(), out->size(), kNoOffset);
-  if (n.ok()) out->resize(*n);
-  co_return n;
-}
-
+// With the documented "current position" offset (kCurrentPosition), a pipe read works on both.
 TEST_P(OpsTest, ReadFromAPipeAtTheCurrentPosition) {
   int fds[2];
   ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
   ASSERT_EQ(write(fds[1], "pipe data", 9), 9);
   std::vector<std::uint8_t> got;
-  Result<std::size_t> n = Run(ReadPipeAtNoOffset(fds[0], &got));
+  Result<std::size_t> n = Run(ReadPipe(fds[0], kCurrentPosition, &got));
   ASSERT_TRUE(n.ok()) << n.status().ToString();
   EXPECT_EQ(std::string(got.begin(), got.end()), "pipe data");
   // The writer closes: the next read returns 0 bytes.
   close(fds[1]);
-  n = Run(ReadPipeAtNoOffset(fds[0], &got));
+  n = Run(ReadPipe(fds[0], kCurrentPosition, &got));
   close(fds[0]);
   ASSERT_TRUE(n.ok()) << n.status().ToString();
   EXPECT_EQ(*n, 0u);

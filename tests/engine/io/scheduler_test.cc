@@ -71,9 +71,6 @@ using std::chrono::steady_clock;
 
 // How long a case waits for something that must happen before it calls it a hang.
 constexpr auto kHangTimeout = std::chrono::seconds(10);
-// "The current position" for pipes and sockets (IoOp::offset: all ones). Offset 0 would be
-// refused by the thread-pool backend's pread (see ops_test.cc, ReadFromAPipeWithOffsetZero).
-constexpr std::uint64_t kNoOffset = ~std::uint64_t{0};
 
 std::string BackendParamName(const testing::TestParamInfo<Backend>& info) {
   return info.param == Backend::kIoUring ? "IoUring" : "ThreadPool";
@@ -223,7 +220,7 @@ Task<void> CountUp(std::atomic<int>* counter) {
 // Tasks blocked in operations that never complete by themselves.
 Task<void> BlockedRead(int fd, StatusLog* log) {
   char byte;
-  Result<std::size_t> n = co_await Read(fd, &byte, 1, kNoOffset);
+  Result<std::size_t> n = co_await Read(fd, &byte, 1, kCurrentPosition);
   log->Add("read", n.ok() ? Status::OK() : n.status());
 }
 Task<void> BlockedRecv(int fd, StatusLog* log) {
@@ -652,7 +649,7 @@ struct LongRead {
 
 Task<void> ReadOneByte(int fd, LongRead* out) {
   char byte = 0;
-  Result<std::size_t> n = co_await Read(fd, &byte, 1, kNoOffset);
+  Result<std::size_t> n = co_await Read(fd, &byte, 1, kCurrentPosition);
   out->status = n.ok() ? Status::OK() : n.status();
   out->bytes = n.ok() ? *n : 0;
   out->done.store(true, std::memory_order_release);
@@ -1177,7 +1174,7 @@ struct AfterCancel {
 
 Task<void> ReadThenCleanUp(int fd, int file_fd, AfterCancel* out) {
   char byte;
-  Result<std::size_t> n = co_await Read(fd, &byte, 1, kNoOffset);
+  Result<std::size_t> n = co_await Read(fd, &byte, 1, kCurrentPosition);
   out->log.Add("blocked read", n.ok() ? Status::OK() : n.status());
   Result<std::size_t> again = co_await Read(file_fd, &byte, 1, 0);
   out->log.Add("read after cancel", again.ok() ? Status::OK() : again.status());
