@@ -1,0 +1,114 @@
+// db.h: the cascade key-value store.
+//
+// A DB is a persistent ordered map from byte-string keys to byte-string values (an LSM tree:
+// a write-ahead log, memtables, sorted table files; docs/engine.md). Every call comes in two
+// forms over one implementation:
+//  - coroutines (`co_await db->GetAsync(...)`), for code running on the store's scheduler:
+//    they never block an IO thread; waiting (a WAL sync, a full memtable) suspends the task;
+//  - blocking calls (`db->Get(...)`), for tools and tests: they must not be called on an IO
+//    thread of the store's scheduler.
+//
+// Thread safety: a DB is safe for concurrent use by many threads and tasks, except Close,
+// which must be the last call. One store directory may be open in one DB at a time; a second
+// Open, in this process or another, fails with Status::Busy ("store is in use").
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "engine/io/task.h"
+#include "engine/iterator.h"
+#include "engine/options.h"
+#include "engine/result.h"
+#include "engine/status.h"
+#include "engine/write_batch.h"
+
+namespace cascadefs::engine {
+
+// A point in the store's history; reads with it see the store as it was when it was taken.
+// Opaque; obtained from GetSnapshot and handed back to ReleaseSnapshot.
+class Snapshot {
+ protected:
+  virtual ~Snapshot() = default;
+};
+
+// Counters since Open. Read with relaxed atomics: a snapshot, not a barrier.
+struct DbStats {
+  std::uint64_t writes = 0;                  // Write calls that succeeded (a Put is one)
+  std::uint64_t wal_syncs = 0;               // fdatasync calls on WAL segments
+  std::uint64_t wal_synced_writes = 0;       // sync writes made durable (wal_syncs shares)
+  std::uint64_t wal_bytes_written = 0;       // bytes written to WAL segments
+  std::uint64_t memtable_flushes = 0;        // memtables written to L0 SSTs
+  std::uint64_t flush_bytes_written = 0;     // bytes of SSTs written by flushes
+  std::uint64_t write_stalls = 0;            // writes that waited for a flush (both full)
+  std::uint64_t write_stall_micros = 0;      // time those writes waited, in microseconds
+  std::uint64_t sst_files = 0;               // live SST files now
+  std::uint64_t sst_bytes = 0;               // their total size now
+  std::uint64_t table_cache_opens = 0;       // SST files opened (table cache misses)
+  std::uint64_t bloom_useful = 0;            // lookups a bloom filter answered "absent"
+  std::uint64_t last_sequence = 0;           // sequence number of the newest write
+};
+
+class DB {
+ public:
+  // Opens (or creates, per options) the store in directory `dir`: reads CURRENT and the
+  // manifest, replays the WAL into a memtable. Errors: Busy when the store is in use;
+  // InvalidArgument for a missing store without create_if_missing, an existing one with
+  // error_if_exists, or options out of range; NotSupported for a store written by a newer
+  // format version; Corruption naming the file and offset for damaged store files (a torn
+  // WAL tail is not damage: it is cut off, and logged). On error nothing is left open.
+  // REQUIRES: not on an IO thread of options.scheduler.
+  static Result<std::unique_ptr<DB>> Open(const Options& options, const std::string& dir);
+
+  // Closes the store if Close was not called, logging its error to info_log.
+  virtual ~DB() = default;
+
+  // Blocking forms. REQUIRES: not on an IO thread of the store's scheduler.
+  // Sets `key` to `value`. InvalidArgument when key or value exceed kKeySizeMax/kValueSizeMax.
+  virtual Status Put(const WriteOptions& options, std::string_view key,
+                     std::string_view value) = 0;
+  // Removes `key` (OK when it was absent).
+  virtual Status Delete(const WriteOptions& options, std::string_view key) = 0;
+  // Applies every update of `batch` atomically. An error leaves none of it applied, except
+  // an I/O error after the batch reached the WAL: the batch may then survive a restart, and
+  // the store refuses further writes (as RocksDB does), so reopen it.
+  virtual Status Write(const WriteOptions& options, const WriteBatch& batch) = 0;
+  // Sets *value to the value of `key`. NotFound when absent (deleted or never written).
+  virtual Status Get(const ReadOptions& options, std::string_view key, std::string* value) = 0;
+  // Writes the active memtable to an SST (even if not full) and waits for it; afterwards the
+  // WAL holds nothing that must be replayed at the next Open.
+  virtual Status Flush() = 0;
+
+  // Coroutine forms. REQUIRES: awaited on an IO thread of the store's scheduler.
+  virtual io::Task<Status> PutAsync(const WriteOptions& options, std::string_view key,
+                                    std::string_view value) = 0;
+  virtual io::Task<Status> DeleteAsync(const WriteOptions& options, std::string_view key) = 0;
+  virtual io::Task<Status> WriteAsync(const WriteOptions& options, const WriteBatch& batch) = 0;
+  virtual io::Task<Status> GetAsync(const ReadOptions& options, std::string_view key,
+                                    std::string* value) = 0;
+  virtual io::Task<Status> FlushAsync() = 0;
+
+  // A new iterator over the store as of now (or options.snapshot). Caller owns it and must
+  // destroy it before Close. Creating it does no I/O: position it before use.
+  virtual std::unique_ptr<Iterator> NewIterator(const ReadOptions& options) = 0;
+
+  // A snapshot of the current state; release it with ReleaseSnapshot before Close. While
+  // held, the versions it sees are kept (compaction will not drop them).
+  virtual const Snapshot* GetSnapshot() = 0;
+  virtual void ReleaseSnapshot(const Snapshot* snapshot) = 0;
+
+  // Waits for background work, writes out buffered WAL bytes and syncs them, and releases
+  // the store. Returns the first error of that or of background work. Idempotent; after it
+  // every other call fails with an error. It does not flush the memtable: call Flush first
+  // for an Open without WAL replay. REQUIRES: every iterator destroyed, every snapshot
+  // released; not on an IO thread of the store's scheduler.
+  virtual Status Close() = 0;
+
+  virtual DbStats stats() const = 0;
+  // The scheduler the store runs on (options.scheduler or its own).
+  virtual io::Scheduler* scheduler() const = 0;
+};
+
+}  // namespace cascadefs::engine

@@ -1,0 +1,117 @@
+// options.h: how a cascade store is opened, read and written.
+//
+// Each option says what it does, when to change it, its unit and range, and its default.
+// Options are copied at Open; changing the struct afterwards has no effect.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+namespace cascadefs::io {
+class Scheduler;
+}
+
+namespace cascadefs::engine {
+
+class Env;
+class Snapshot;
+
+// Largest user key, in bytes. Keys of the filesystem are inode numbers, directory entries
+// (names up to 255 bytes) and chunk names (17 bytes); 2 KiB leaves room and keeps the
+// partitioned index's entries small. Put/Delete/Write with a longer key: InvalidArgument.
+inline constexpr std::size_t kKeySizeMax = 2048;
+// Largest value, in bytes. The filesystem's largest values are 64 KiB chunks; 8 MiB bounds
+// the memory one write or one SST data block may take. Longer: InvalidArgument.
+inline constexpr std::size_t kValueSizeMax = 8 << 20;
+// Largest WriteBatch, in bytes of its encoding (one WAL record stream). Larger: InvalidArgument.
+inline constexpr std::size_t kWriteBatchSizeMax = 64 << 20;
+
+enum class Compression : std::uint8_t {
+  kNone = 0,
+  kZstd = 1,
+};
+
+struct Options {
+  // Creates the store when `dir` holds none. Default: true.
+  bool create_if_missing = true;
+  // Fails Open with InvalidArgument when the store already exists. Default: false.
+  bool error_if_exists = false;
+
+  // The scheduler that runs the store's I/O and background work (flushes). When null, Open
+  // creates one with default options and the store owns it. Share one scheduler between a
+  // store and its users (the FUSE daemon) so no request hops between runtimes. Must outlive
+  // the store. Default: null.
+  io::Scheduler* scheduler = nullptr;
+  // The Env all file I/O goes through. When null, a scheduler-backed Env on `scheduler`.
+  // Tests pass a MemEnv or FaultEnv. Must outlive the store. Default: null.
+  Env* env = nullptr;
+
+  // Bytes of user data (keys + values + per-entry overhead) one memtable takes before it
+  // becomes immutable and a background task flushes it to an L0 SST. Larger means fewer,
+  // larger L0 files and a longer WAL replay after a crash; memory use is up to twice this
+  // (one active and one flushing memtable). Range: 64 KiB..4 GiB. Default: 64 MiB.
+  std::size_t write_buffer_size_bytes = 64 << 20;
+
+  // Size of each WAL segment file. Segments are preallocated, filled front to back, and
+  // reused as a ring once the memtable whose records they hold is flushed. A record larger
+  // than a segment spans several. Multiple of 4096. Range: 64 KiB..1 GiB. Default: 16 MiB.
+  std::uint64_t wal_segment_size_bytes = 16 << 20;
+  // Unsynced WAL bytes held in memory before they are written to the segment (without a
+  // sync). A write with WriteOptions::sync, Flush and Close write them out at once. A kill -9
+  // loses at most this much of the writes made without sync (a power cut loses every unsynced
+  // write, as with any store). 0 writes every batch out as it commits. Range: 0..64 MiB.
+  // Default: 64 KiB.
+  std::size_t wal_buffer_size_bytes = 64 << 10;
+  // Bytes of WAL writes in flight (submitted, not completed) at once; a writer beyond this
+  // waits for completions. Bounds the memory pinned by unsynced WAL data.
+  // Range: 64 KiB..1 GiB. Default: 8 MiB.
+  std::size_t wal_in_flight_bytes_max = 8 << 20;
+
+  // Target size of an SST data block before compression. Smaller blocks read less per point
+  // lookup; larger ones compress better and shrink the index. Blocks start 4 KiB-aligned in
+  // the file. Range: 1 KiB..1 MiB (tests use less via the test-only minimum). Default: 4096.
+  std::uint32_t block_size_bytes = 4096;
+  // Keys between restart points in a block: a restart stores its key whole, the others share
+  // a prefix with their predecessor. Smaller: faster seeks, larger blocks. Range: 1..1024.
+  // Default: 16.
+  std::uint32_t block_restart_interval = 16;
+  // Target size of one index partition block (the second level of the partitioned index).
+  // Range: 1 KiB..1 MiB. Default: 4096.
+  std::uint32_t index_partition_size_bytes = 4096;
+  // Bloom filter bits per key; 10 gives ~1% false positives. 0 disables filters.
+  // Range: 0..32. Default: 10.
+  std::uint32_t bloom_bits_per_key = 10;
+  // Per-block compression of SST data blocks (a block is stored compressed only when that
+  // saves at least 1/8 of its size). The filesystem compresses its chunks itself, so the
+  // engine's own default is off. Default: kNone.
+  Compression compression = Compression::kNone;
+  // zstd level when compression is kZstd. Range: 1..19. Default: 1.
+  int zstd_level = 1;
+
+  // SST files kept open (their descriptors and parsed index/filter blocks) at once; the least
+  // recently used is closed beyond it. These machines cap a process at 20,000 descriptors.
+  // Range: 16..100,000. Default: 1,000.
+  std::uint32_t max_open_files = 1000;
+
+  // Receives the store's few log lines (recovery truncating a torn WAL tail, a background
+  // error). Called from any thread. Default: none (dropped).
+  std::function<void(std::string_view line)> info_log;
+};
+
+struct ReadOptions {
+  // Read as of this snapshot (GetSnapshot); null reads the latest state. Default: null.
+  const Snapshot* snapshot = nullptr;
+};
+
+struct WriteOptions {
+  // When true, the write is durable when it returns: the WAL is synced (fdatasync) first,
+  // sharing one sync with every writer waiting at the same time (group commit). When false,
+  // a power cut may lose the write and a kill -9 may lose up to wal_buffer_size_bytes of
+  // recent writes; the store stays consistent either way (a prefix of the writes survives).
+  // Default: false.
+  bool sync = false;
+};
+
+}  // namespace cascadefs::engine

@@ -1,0 +1,1 @@
+// Keeps cfs_testutil a valid library while it has no other sources.
