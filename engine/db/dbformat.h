@@ -41,8 +41,8 @@ inline std::uint64_t PackSequenceAndType(SequenceNumber sequence, ValueType type
   return (sequence << 8) | static_cast<std::uint8_t>(type);
 }
 
-inline void AppendInternalKey(std::string* out, std::string_view user_key,
-                              SequenceNumber sequence, ValueType type) {
+inline void AppendInternalKey(std::string* out, std::string_view user_key, SequenceNumber sequence,
+                              ValueType type) {
   out->append(user_key);
   PutFixed64(out, PackSequenceAndType(sequence, type));
 }

@@ -36,19 +36,19 @@ class Snapshot {
 
 // Counters since Open. Read with relaxed atomics: a snapshot, not a barrier.
 struct DbStats {
-  std::uint64_t writes = 0;                  // Write calls that succeeded (a Put is one)
-  std::uint64_t wal_syncs = 0;               // fdatasync calls on WAL segments
-  std::uint64_t wal_synced_writes = 0;       // sync writes made durable (wal_syncs shares)
-  std::uint64_t wal_bytes_written = 0;       // bytes written to WAL segments
-  std::uint64_t memtable_flushes = 0;        // memtables written to L0 SSTs
-  std::uint64_t flush_bytes_written = 0;     // bytes of SSTs written by flushes
-  std::uint64_t write_stalls = 0;            // writes that waited for a flush (both full)
-  std::uint64_t write_stall_micros = 0;      // time those writes waited, in microseconds
-  std::uint64_t sst_files = 0;               // live SST files now
-  std::uint64_t sst_bytes = 0;               // their total size now
-  std::uint64_t table_cache_opens = 0;       // SST files opened (table cache misses)
-  std::uint64_t bloom_useful = 0;            // lookups a bloom filter answered "absent"
-  std::uint64_t last_sequence = 0;           // sequence number of the newest write
+  std::uint64_t writes = 0;               // Write calls that succeeded (a Put is one)
+  std::uint64_t wal_syncs = 0;            // fdatasync calls on WAL segments
+  std::uint64_t wal_synced_writes = 0;    // sync writes made durable (wal_syncs shares)
+  std::uint64_t wal_bytes_written = 0;    // bytes written to WAL segments
+  std::uint64_t memtable_flushes = 0;     // memtables written to L0 SSTs
+  std::uint64_t flush_bytes_written = 0;  // bytes of SSTs written by flushes
+  std::uint64_t write_stalls = 0;         // writes that waited for a flush (both full)
+  std::uint64_t write_stall_micros = 0;   // time those writes waited, in microseconds
+  std::uint64_t sst_files = 0;            // live SST files now
+  std::uint64_t sst_bytes = 0;            // their total size now
+  std::uint64_t table_cache_opens = 0;    // SST files opened (table cache misses)
+  std::uint64_t bloom_useful = 0;         // lookups a bloom filter answered "absent"
+  std::uint64_t last_sequence = 0;        // sequence number of the newest write
 };
 
 class DB {
@@ -67,8 +67,7 @@ class DB {
 
   // Blocking forms. REQUIRES: not on an IO thread of the store's scheduler.
   // Sets `key` to `value`. InvalidArgument when key or value exceed kKeySizeMax/kValueSizeMax.
-  virtual Status Put(const WriteOptions& options, std::string_view key,
-                     std::string_view value) = 0;
+  virtual Status Put(const WriteOptions& options, std::string_view key, std::string_view value) = 0;
   // Removes `key` (OK when it was absent).
   virtual Status Delete(const WriteOptions& options, std::string_view key) = 0;
   // Applies every update of `batch` atomically. An error leaves none of it applied, except

@@ -79,9 +79,9 @@ class FileLock {
 };
 
 enum class WriteMode : std::uint8_t {
-  kCreateTruncate = 0,  // create, or truncate an existing file to 0 bytes
+  kCreateTruncate = 0,   // create, or truncate an existing file to 0 bytes
   kCreateExclusive = 1,  // create; fail if the file exists
-  kOpenExisting = 2,    // open an existing file without truncating (reused WAL segments)
+  kOpenExisting = 2,     // open an existing file without truncating (reused WAL segments)
 };
 
 class Env {

@@ -24,7 +24,7 @@ TEST(CodingTest, FixedRoundTripLittleEndian) {
 }
 
 TEST(CodingTest, VarintRoundTripAcrossLengths) {
-  std::vector<std::uint64_t> values = {0, 1, 127, 128, 16383, 16384, (1ull << 32) - 1,
+  std::vector<std::uint64_t> values = {0,          1,    127, 128, 16383, 16384, (1ull << 32) - 1,
                                        1ull << 32, ~0ull};
   std::string buf;
   for (std::uint64_t v : values) PutVarint64(&buf, v);
