@@ -5,6 +5,7 @@
 #   make tsan    RelWithDebInfo + TSan in build/tsan, then the tests labelled "tsan"
 #   make bench   Debian packages incl. the anchors, Release in build/release
 #   make run     mount the default store on ./mnt (arrives with the filesystem issue)
+#   make fuzz    clang + libFuzzer + ASan in build/fuzz; FUZZ_SECONDS per target (default 60)
 #   make format  clang-format -i on our .h/.cc files
 #   make lint    clang-tidy on our .cc files under engine cache fusefs tools
 #   make clean   rm -rf build
@@ -25,11 +26,15 @@ CTEST_ARGS ?=
 DEBUG_DIR := build/debug
 TSAN_DIR := build/tsan
 RELEASE_DIR := build/release
+FUZZ_DIR := build/fuzz
+FUZZ_SECONDS ?= 60
 
 CONFIGURE_DEBUG := cmake -S . -B $(DEBUG_DIR) -G "Unix Makefiles" \
   -DCMAKE_BUILD_TYPE=Debug -DCFS_SANITIZE=address
 CONFIGURE_TSAN := cmake -S . -B $(TSAN_DIR) -G "Unix Makefiles" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCFS_SANITIZE=thread -DCFS_BUILD_BENCH=OFF
+CONFIGURE_FUZZ := CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -G "Unix Makefiles" \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCFS_SANITIZE=address -DCFS_FUZZ=ON -DCFS_BUILD_BENCH=OFF
 CONFIGURE_RELEASE := cmake -S . -B $(RELEASE_DIR) -G "Unix Makefiles" \
   -DCMAKE_BUILD_TYPE=Release -DCFS_BUILD_TESTS=OFF
 
@@ -50,7 +55,7 @@ sources = $(wildcard $(shell git ls-files --cached --others --exclude-standard -
 FORMAT_FILES = $(call sources,'*.h' '*.cc')
 LINT_FILES = $(call sources,'engine/*.cc' 'cache/*.cc' 'fusefs/*.cc' 'tools/*.cc')
 
-.PHONY: help test tsan bench run format lint clean
+.PHONY: help test tsan bench run fuzz format lint clean
 
 help:
 	@grep -E '^#   make ' $(firstword $(MAKEFILE_LIST)) | cut -c5-
@@ -81,6 +86,20 @@ run:
 	@echo "make run: not available yet: 'cascadefs mount' (the default store on ./mnt)" \
 	  "arrives with the filesystem issue" >&2
 	@exit 1
+
+# Each target starts from its seed corpus (tests/fuzz/corpus/<name>/, read only: new inputs go
+# to build/fuzz/corpus/<name>/) and runs FUZZ_SECONDS. A crash leaves its input in build/fuzz;
+# add it to the seed corpus once fixed, so `make test` replays it forever.
+fuzz:
+	scripts/install-deps.sh build
+	$(CONFIGURE_FUZZ)
+	cmake --build $(FUZZ_DIR) -j$(JOBS)
+	@for bin in $(FUZZ_DIR)/tests/*_fuzz; do \
+	  name=$$(basename $$bin _fuzz); mkdir -p $(FUZZ_DIR)/corpus/$$name; \
+	  echo "fuzz $$name for $(FUZZ_SECONDS) s"; \
+	  (cd $(FUZZ_DIR) && $(NO_ASLR) ../../$$bin -max_total_time=$(FUZZ_SECONDS) \
+	    corpus/$$name ../../tests/fuzz/corpus/$$name) || exit 1; \
+	done
 
 format:
 	@files=($(FORMAT_FILES)); echo "clang-format -i: $${#files[@]} files"; \

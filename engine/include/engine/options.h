@@ -27,6 +27,9 @@ inline constexpr std::size_t kKeySizeMax = 2048;
 inline constexpr std::size_t kValueSizeMax = 8 << 20;
 // Largest WriteBatch, in bytes of its encoding (one WAL record stream). Larger: InvalidArgument.
 inline constexpr std::size_t kWriteBatchSizeMax = 64 << 20;
+// Smallest block_size_bytes and index_partition_size_bytes. Real stores use 4 KiB; tests use
+// tiny blocks to make multi-block tables and multi-partition indexes out of a few keys.
+inline constexpr std::uint32_t kBlockSizeMinBytes = 256;
 
 enum class Compression : std::uint8_t {
   kNone = 0,
@@ -51,7 +54,7 @@ struct Options {
   // Bytes of user data (keys + values + per-entry overhead) one memtable takes before it
   // becomes immutable and a background task flushes it to an L0 SST. Larger means fewer,
   // larger L0 files and a longer WAL replay after a crash; memory use is up to twice this
-  // (one active and one flushing memtable). Range: 64 KiB..4 GiB. Default: 64 MiB.
+  // (one active and one flushing memtable). Range: 4 KiB..4 GiB. Default: 64 MiB.
   std::size_t write_buffer_size_bytes = 64 << 20;
 
   // Size of each WAL segment file. Segments are preallocated, filled front to back, and
@@ -71,14 +74,14 @@ struct Options {
 
   // Target size of an SST data block before compression. Smaller blocks read less per point
   // lookup; larger ones compress better and shrink the index. Blocks start 4 KiB-aligned in
-  // the file. Range: 1 KiB..1 MiB (tests use less via the test-only minimum). Default: 4096.
+  // the file. Range: kBlockSizeMinBytes..1 MiB. Default: 4096.
   std::uint32_t block_size_bytes = 4096;
   // Keys between restart points in a block: a restart stores its key whole, the others share
   // a prefix with their predecessor. Smaller: faster seeks, larger blocks. Range: 1..1024.
   // Default: 16.
   std::uint32_t block_restart_interval = 16;
   // Target size of one index partition block (the second level of the partitioned index).
-  // Range: 1 KiB..1 MiB. Default: 4096.
+  // Range: kBlockSizeMinBytes..1 MiB. Default: 4096.
   std::uint32_t index_partition_size_bytes = 4096;
   // Bloom filter bits per key; 10 gives ~1% false positives. 0 disables filters.
   // Range: 0..32. Default: 10.

@@ -1,0 +1,815 @@
+// db_impl.cc: DB::Open and DBImpl (db_impl.h has the design and invariants).
+#include "db/db_impl.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "db/db_iter.h"
+#include "db/merging_iterator.h"
+#include "db/write_batch_internal.h"
+#include "manifest/filename.h"
+#include "sst/table_builder.h"
+#include "wal/wal_reader.h"
+
+namespace cascadefs::engine {
+
+namespace {
+
+std::uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                        std::chrono::steady_clock::now() - start)
+                                        .count());
+}
+
+}  // namespace
+
+class DBImpl::SnapshotImpl final : public Snapshot {
+ public:
+  explicit SnapshotImpl(SequenceNumber sequence) : sequence(sequence) {}
+  ~SnapshotImpl() override = default;
+  const SequenceNumber sequence;
+};
+
+DBImpl::SuperVersion::SuperVersion(MemTable* mem, MemTable* imm,
+                                   std::shared_ptr<const Version> version)
+    : mem(mem), imm(imm), version(std::move(version)) {
+  mem->Ref();
+  if (imm != nullptr) imm->Ref();
+}
+
+DBImpl::SuperVersion::~SuperVersion() {
+  mem->Unref();
+  if (imm != nullptr) imm->Unref();
+}
+
+DBImpl::DBImpl(const Options& options, std::string dir) : options_(options), dir_(std::move(dir)) {
+  table_options_.block_size_bytes = options_.block_size_bytes;
+  table_options_.block_restart_interval = options_.block_restart_interval;
+  table_options_.index_partition_size_bytes = options_.index_partition_size_bytes;
+  table_options_.bloom_bits_per_key = options_.bloom_bits_per_key;
+  table_options_.compression = options_.compression;
+  table_options_.zstd_level = options_.zstd_level;
+}
+
+DBImpl::~DBImpl() {
+  Status status = Close();
+  if (!status.ok()) Log("close: " + status.ToString());
+}
+
+void DBImpl::Log(std::string_view line) const {
+  if (options_.info_log) options_.info_log(line);
+}
+
+Status DBImpl::CheckOptions() const {
+  auto out_of_range = [](const char* name) {
+    return Status::InvalidArgument(std::string("option ") + name + " is out of range");
+  };
+  if (options_.write_buffer_size_bytes < (4 << 10) ||
+      options_.write_buffer_size_bytes > (std::size_t{4} << 30)) {
+    return out_of_range("write_buffer_size_bytes (4 KiB..4 GiB)");
+  }
+  if (options_.wal_segment_size_bytes < (64 << 10) ||
+      options_.wal_segment_size_bytes > (std::uint64_t{1} << 30) ||
+      options_.wal_segment_size_bytes % 4096 != 0) {
+    return out_of_range("wal_segment_size_bytes (64 KiB..1 GiB, a multiple of 4096)");
+  }
+  if (options_.wal_buffer_size_bytes > (64 << 20)) {
+    return out_of_range("wal_buffer_size_bytes (0..64 MiB)");
+  }
+  if (options_.wal_in_flight_bytes_max < (64 << 10) ||
+      options_.wal_in_flight_bytes_max > (std::size_t{1} << 30)) {
+    return out_of_range("wal_in_flight_bytes_max (64 KiB..1 GiB)");
+  }
+  if (options_.block_size_bytes < kBlockSizeMinBytes || options_.block_size_bytes > (1 << 20)) {
+    return out_of_range("block_size_bytes");
+  }
+  if (options_.block_restart_interval < 1 || options_.block_restart_interval > 1024) {
+    return out_of_range("block_restart_interval (1..1024)");
+  }
+  if (options_.index_partition_size_bytes < kBlockSizeMinBytes ||
+      options_.index_partition_size_bytes > (1 << 20)) {
+    return out_of_range("index_partition_size_bytes");
+  }
+  if (options_.bloom_bits_per_key > 32) return out_of_range("bloom_bits_per_key (0..32)");
+  if (options_.zstd_level < 1 || options_.zstd_level > 19) {
+    return out_of_range("zstd_level (1..19)");
+  }
+  if (options_.max_open_files < 16 || options_.max_open_files > 100000) {
+    return out_of_range("max_open_files (16..100000)");
+  }
+  return Status::OK();
+}
+
+Result<std::unique_ptr<DB>> DB::Open(const Options& options, const std::string& dir) {
+  auto db = std::make_unique<DBImpl>(options, dir);
+  Status status = db->OpenStore();
+  if (!status.ok()) return status;
+  return std::unique_ptr<DB>(std::move(db));
+}
+
+Status DBImpl::OpenStore() {
+  CFS_RETURN_IF_ERROR(CheckOptions());
+  if (options_.scheduler != nullptr) {
+    scheduler_ = options_.scheduler;
+  } else {
+    auto created = io::Scheduler::Create(io::SchedulerOptions{});
+    if (!created.ok()) return created.status();
+    owned_scheduler_ = std::move(created).value();
+    scheduler_ = owned_scheduler_.get();
+  }
+  if (options_.env != nullptr) {
+    env_ = options_.env;
+  } else {
+    owned_env_ = NewSchedulerEnv(scheduler_);
+    env_ = owned_env_.get();
+  }
+  if (options_.create_if_missing) {
+    CFS_RETURN_IF_ERROR(env_->CreateDirIfMissing(dir_));
+  }
+  auto lock = env_->LockFile(LockFileName(dir_));
+  if (!lock.ok()) return lock.status();
+  lock_ = std::move(lock).value();
+
+  table_cache_ = std::make_unique<TableCache>(env_, dir_, table_options_, options_.max_open_files);
+  versions_ = std::make_unique<VersionSet>(env_, dir_);
+  Status status = scheduler_->BlockOn(OpenAsync());
+  if (!status.ok()) {
+    // Leave nothing running: the WAL writer (if opened) and the manifest close here.
+    if (wal_) (void)scheduler_->BlockOn(wal_->Close());
+    wal_.reset();
+    (void)scheduler_->BlockOn(versions_->Close());
+    std::lock_guard guard(mutex_);
+    closed_ = true;
+    super_.reset();
+    if (mem_ != nullptr) mem_->Unref();
+    mem_ = nullptr;
+  }
+  return status;
+}
+
+io::Task<Status> DBImpl::OpenAsync() {
+  auto names = env_->ListDir(dir_);
+  if (!names.ok()) co_return names.status();
+  bool have_current = false;
+  std::vector<std::uint64_t> wal_numbers;
+  std::vector<std::uint64_t> sst_numbers;
+  std::vector<std::uint64_t> manifest_numbers;
+  std::vector<std::string> temp_files;
+  for (const std::string& name : names.value()) {
+    std::uint64_t number = 0;
+    FileType type{};
+    if (!ParseFileName(name, &number, &type)) continue;  // not ours: left alone
+    switch (type) {
+      case FileType::kCurrent:
+        have_current = true;
+        break;
+      case FileType::kWal:
+        wal_numbers.push_back(number);
+        break;
+      case FileType::kSst:
+        sst_numbers.push_back(number);
+        break;
+      case FileType::kManifest:
+        manifest_numbers.push_back(number);
+        break;
+      case FileType::kTemp:
+        temp_files.push_back(name);
+        break;
+      default:
+        break;
+    }
+  }
+
+  if (!have_current) {
+    if (!options_.create_if_missing) {
+      co_return Status::InvalidArgument(dir_ + ": no store here (CURRENT is missing) and "
+                                               "create_if_missing is off");
+    }
+    CFS_CO_RETURN_IF_ERROR(co_await versions_->Create());
+  } else {
+    if (options_.error_if_exists) {
+      co_return Status::InvalidArgument(dir_ + ": a store exists and error_if_exists is on");
+    }
+    CFS_CO_RETURN_IF_ERROR(co_await versions_->Recover());
+  }
+  for (std::uint64_t number : wal_numbers) versions_->MarkFileNumberUsed(number);
+  for (std::uint64_t number : sst_numbers) versions_->MarkFileNumberUsed(number);
+  for (std::uint64_t number : manifest_numbers) versions_->MarkFileNumberUsed(number);
+
+  // Replay every segment the manifest does not cover (invariant 3), oldest first.
+  std::sort(wal_numbers.begin(), wal_numbers.end());
+  std::vector<std::uint64_t> to_replay;
+  for (std::uint64_t number : wal_numbers) {
+    if (number >= versions_->log_number()) to_replay.push_back(number);
+  }
+  std::vector<MemTable*> recovered;
+  SequenceNumber max_sequence = versions_->last_sequence();
+  Status status = co_await ReplayWal(to_replay, &recovered, &max_sequence);
+
+  // Recovered memtables go to level-0 SSTs now, so the old segments can be recycled and the
+  // next Open replays nothing of them.
+  VersionEdit edit;
+  for (MemTable* mem : recovered) {
+    if (status.ok()) {
+      FileMetaData meta;
+      status = co_await WriteLevel0Table(mem, &meta);
+      if (status.ok() && meta.file_size_bytes > 0) edit.AddFile(0, meta);
+    }
+    mem->Unref();
+  }
+  if (!status.ok()) co_return status;
+
+  const std::uint64_t first_log_number = versions_->NewFileNumber();
+  edit.SetLogNumber(first_log_number);
+  edit.SetLastSequence(max_sequence);
+  versions_->set_last_sequence(max_sequence);
+  last_sequence_.store(max_sequence, std::memory_order_release);
+  CFS_CO_RETURN_IF_ERROR(co_await versions_->LogAndApply(&edit));
+
+  // Files nothing refers to: SSTs of a flush that crashed before its manifest edit, old
+  // manifests, temporary files.
+  std::shared_ptr<const Version> version = versions_->current();
+  std::set<std::uint64_t> live;
+  for (const auto& files : version->files) {
+    for (const auto& file : files) live.insert(file->number);
+  }
+  for (std::uint64_t number : sst_numbers) {
+    if (live.count(number) == 0) {
+      Log("removing unreferenced " + SstFileName(dir_, number));
+      (void)co_await env_->RemoveFile(SstFileName(dir_, number));
+    }
+  }
+  for (std::uint64_t number : manifest_numbers) {
+    if (number != versions_->manifest_number()) {
+      (void)co_await env_->RemoveFile(ManifestFileName(dir_, number));
+    }
+  }
+  (void)versions_->TakeObsoleteManifests();
+  for (const std::string& name : temp_files) (void)co_await env_->RemoveFile(dir_ + "/" + name);
+
+  WalOptions wal_options;
+  wal_options.segment_size_bytes = options_.wal_segment_size_bytes;
+  wal_options.buffer_size_bytes = options_.wal_buffer_size_bytes;
+  wal_options.in_flight_bytes_max = options_.wal_in_flight_bytes_max;
+  // Every existing segment is below first_log_number and fully replayed: reusable.
+  VersionSet* versions = versions_.get();
+  auto wal = co_await WalWriter::Open(env_, dir_, wal_options, first_log_number, wal_numbers,
+                                      [versions] { return versions->NewFileNumber(); });
+  if (!wal.ok()) co_return wal.status();
+  wal_ = std::move(wal).value();
+
+  std::lock_guard guard(mutex_);
+  mem_ = new MemTable();
+  mem_->Ref();
+  mem_log_number_ = first_log_number;
+  InstallSuperVersionLocked();
+  co_return Status::OK();
+}
+
+io::Task<Status> DBImpl::ReplayWal(const std::vector<std::uint64_t>& log_numbers,
+                                   std::vector<MemTable*>* recovered,
+                                   SequenceNumber* max_sequence) {
+  if (log_numbers.empty()) co_return Status::OK();
+  MemTable* mem = nullptr;
+  WriteBatch batch;
+  auto on_record = [&](std::string_view record, const WalPosition& at) -> Status {
+    Status status = WriteBatchInternal::SetContents(&batch, record);
+    if (status.ok()) status = WriteBatchInternal::Validate(batch);
+    if (!status.ok()) {
+      return status.WithContext(WalFileName(dir_, at.log_number) + ": record at offset " +
+                                std::to_string(at.offset));
+    }
+    if (mem == nullptr) {
+      mem = new MemTable();
+      mem->Ref();
+      recovered->push_back(mem);
+    }
+    CFS_RETURN_IF_ERROR(WriteBatchInternal::InsertInto(record, mem));
+    const std::uint32_t count = WriteBatchInternal::Count(batch);
+    if (count > 0) {
+      *max_sequence = std::max(*max_sequence, WriteBatchInternal::Sequence(batch) + count - 1);
+    }
+    if (mem->ApproximateMemoryUsage() >= options_.write_buffer_size_bytes) {
+      mem = nullptr;  // the next record starts another memtable; each becomes one SST
+    }
+    return Status::OK();
+  };
+  WalReplayResult result;
+  Status status = co_await engine::ReplayWal(env_, dir_, log_numbers, on_record, &result);
+  if (!status.ok()) co_return status;
+  if (result.torn_tail) {
+    Log("WAL replay stopped at a torn tail: " + result.torn_tail_reason +
+        " (unsynced writes after it are dropped)");
+  }
+  co_return Status::OK();
+}
+
+void DBImpl::InstallSuperVersionLocked() {
+  super_ = std::make_shared<const SuperVersion>(mem_, imm_, versions_->current());
+}
+
+std::shared_ptr<const DBImpl::SuperVersion> DBImpl::CurrentSuperVersion() const {
+  std::lock_guard guard(mutex_);
+  return super_;
+}
+
+void DBImpl::RecordBackgroundErrorLocked(const Status& status) {
+  if (bg_error_.ok()) {
+    bg_error_ = status;
+    Log("store refuses writes from now on: " + status.ToString());
+  }
+  background_changed_.NotifyAll();
+}
+
+// ---- writes ----
+
+DBImpl::WriteStep DBImpl::SwitchMemTableLocked(Status* status) {
+  CFS_ASSERT(imm_ == nullptr);
+  Result<std::uint64_t> next_log = wal_->SwitchSegment();
+  if (!next_log.ok()) {
+    if (next_log.status().code() == Status::Code::kBusy) return WriteStep::kWaitForWal;
+    *status = next_log.status();
+    RecordBackgroundErrorLocked(*status);
+    return WriteStep::kFailed;
+  }
+  imm_ = mem_;
+  imm_next_log_number_ = next_log.value();
+  mem_ = new MemTable();
+  mem_->Ref();
+  mem_log_number_ = next_log.value();
+  InstallSuperVersionLocked();
+  ScheduleFlushLocked();
+  return WriteStep::kDone;
+}
+
+DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, WalPosition* position,
+                                         Status* status) {
+  if (closed_) {
+    *status = Status::InvalidArgument(dir_ + ": store is closed");
+    return WriteStep::kFailed;
+  }
+  if (!bg_error_.ok()) {
+    *status = bg_error_;
+    return WriteStep::kFailed;
+  }
+  if (mem_->ApproximateMemoryUsage() >= options_.write_buffer_size_bytes) {
+    if (imm_ != nullptr) return WriteStep::kWaitForFlush;
+    const WriteStep step = SwitchMemTableLocked(status);
+    if (step != WriteStep::kDone) return step;
+  }
+  const std::uint32_t count = batch.Count();
+  const SequenceNumber first = last_sequence_.load(std::memory_order_relaxed) + 1;
+  std::string_view contents = WriteBatchInternal::Contents(batch);
+  wal_record_.assign(contents);
+  EncodeFixed64(wal_record_.data(), first);
+  Result<WalPosition> appended = wal_->Append(wal_record_);
+  if (!appended.ok()) {
+    if (appended.status().code() == Status::Code::kBusy) return WriteStep::kWaitForWal;
+    *status = appended.status();
+    RecordBackgroundErrorLocked(*status);
+    return WriteStep::kFailed;
+  }
+  *position = appended.value();
+  Status inserted = WriteBatchInternal::InsertInto(wal_record_, mem_);
+  CFS_ASSERT(inserted.ok());  // validated before the lock was taken
+  if (count > 0) {
+    // Invariant 1: publish only after the whole batch is in mem_.
+    last_sequence_.store(first + count - 1, std::memory_order_release);
+  }
+  counters_.writes.fetch_add(1, std::memory_order_relaxed);
+  return WriteStep::kDone;
+}
+
+Status DBImpl::Write(const WriteOptions& options, const WriteBatch& batch) {
+  CFS_RETURN_IF_ERROR(WriteBatchInternal::Validate(batch));
+  WalPosition position;
+  Status status;
+  for (;;) {
+    std::unique_lock lock(mutex_);
+    const WriteStep step = TryWriteLocked(batch, &position, &status);
+    if (step == WriteStep::kDone) break;
+    if (step == WriteStep::kFailed) return status;
+    if (step == WriteStep::kWaitForFlush) {
+      const auto start = std::chrono::steady_clock::now();
+      counters_.write_stalls.fetch_add(1, std::memory_order_relaxed);
+      while (imm_ != nullptr && bg_error_.ok() && !closed_) background_changed_.WaitBlocking(lock);
+      counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
+      continue;
+    }
+    lock.unlock();
+    scheduler_->BlockOn(wal_->WaitWritable(WriteBatchInternal::Contents(batch).size()));
+  }
+  if (options.sync) {
+    status = scheduler_->BlockOn(wal_->SyncTo(position));
+    if (!status.ok()) {
+      std::lock_guard guard(mutex_);
+      RecordBackgroundErrorLocked(status);
+    }
+  }
+  return status;
+}
+
+io::Task<Status> DBImpl::WriteAsync(const WriteOptions& options, const WriteBatch& batch) {
+  CFS_CO_RETURN_IF_ERROR(WriteBatchInternal::Validate(batch));
+  WalPosition position;
+  Status status;
+  for (;;) {
+    std::unique_lock lock(mutex_);
+    const WriteStep step = TryWriteLocked(batch, &position, &status);
+    if (step == WriteStep::kDone) break;
+    if (step == WriteStep::kFailed) co_return status;
+    if (step == WriteStep::kWaitForFlush) {
+      const auto start = std::chrono::steady_clock::now();
+      counters_.write_stalls.fetch_add(1, std::memory_order_relaxed);
+      while (imm_ != nullptr && bg_error_.ok() && !closed_) {
+        co_await background_changed_.Wait(lock);
+      }
+      counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
+      continue;
+    }
+    lock.unlock();
+    co_await wal_->WaitWritable(WriteBatchInternal::Contents(batch).size());
+  }
+  if (options.sync) {
+    status = co_await wal_->SyncTo(position);
+    if (!status.ok()) {
+      std::lock_guard guard(mutex_);
+      RecordBackgroundErrorLocked(status);
+    }
+  }
+  co_return status;
+}
+
+Status DBImpl::Put(const WriteOptions& options, std::string_view key, std::string_view value) {
+  WriteBatch batch;
+  batch.Put(key, value);
+  return Write(options, batch);
+}
+
+Status DBImpl::Delete(const WriteOptions& options, std::string_view key) {
+  WriteBatch batch;
+  batch.Delete(key);
+  return Write(options, batch);
+}
+
+io::Task<Status> DBImpl::PutAsync(const WriteOptions& options, std::string_view key,
+                                  std::string_view value) {
+  WriteBatch batch;
+  batch.Put(key, value);
+  co_return co_await WriteAsync(options, batch);
+}
+
+io::Task<Status> DBImpl::DeleteAsync(const WriteOptions& options, std::string_view key) {
+  WriteBatch batch;
+  batch.Delete(key);
+  co_return co_await WriteAsync(options, batch);
+}
+
+// ---- reads ----
+
+SequenceNumber DBImpl::ReadSequence(const ReadOptions& options) const {
+  if (options.snapshot != nullptr) {
+    return static_cast<const SnapshotImpl*>(options.snapshot)->sequence;
+  }
+  return last_sequence_.load(std::memory_order_acquire);
+}
+
+bool DBImpl::GetFromMemTables(const SuperVersion& super_version, std::string_view key,
+                              SequenceNumber sequence, std::string* value,
+                              Status* status) const {
+  for (MemTable* mem : {super_version.mem, super_version.imm}) {
+    if (mem == nullptr) continue;
+    switch (mem->Get(key, sequence, value)) {
+      case MemTable::GetResult::kFound:
+        *status = Status::OK();
+        return true;
+      case MemTable::GetResult::kDeleted:
+        *status = Status::NotFound(key);
+        return true;
+      case MemTable::GetResult::kNotPresent:
+        break;
+    }
+  }
+  return false;
+}
+
+io::Task<Status> DBImpl::GetFromTables(std::shared_ptr<const SuperVersion> super_version,
+                                       std::string_view key, SequenceNumber sequence,
+                                       std::string* value) {
+  const std::string lookup = MakeInternalKey(key, sequence, kValueTypeForSeek);
+  const Version& version = *super_version->version;
+  for (std::size_t level = 0; level < version.files.size(); ++level) {
+    for (const auto& file : version.files[level]) {
+      // Level 0 is newest first and may overlap; deeper levels do not overlap, so at most
+      // one file of each can hold the key, and the user-key range check finds it.
+      if (CompareUserKeys(key, ExtractUserKey(file->smallest)) < 0 ||
+          CompareUserKeys(key, ExtractUserKey(file->largest)) > 0) {
+        continue;
+      }
+      auto table = co_await table_cache_->Get(file->number);
+      if (!table.ok()) co_return table.status();
+      TableGetResult result;
+      Status status = co_await table.value()->Get(lookup, &result);
+      if (!status.ok()) co_return status;
+      if (!result.found) continue;
+      if (result.type == ValueType::kDeletion) co_return Status::NotFound(key);
+      *value = std::move(result.value);
+      co_return Status::OK();
+    }
+  }
+  co_return Status::NotFound(key);
+}
+
+Status DBImpl::Get(const ReadOptions& options, std::string_view key, std::string* value) {
+  std::shared_ptr<const SuperVersion> super_version = CurrentSuperVersion();
+  if (super_version == nullptr) return Status::InvalidArgument(dir_ + ": store is closed");
+  const SequenceNumber sequence = ReadSequence(options);
+  Status status;
+  if (GetFromMemTables(*super_version, key, sequence, value, &status)) return status;
+  if (super_version->version->TotalFiles() == 0) return Status::NotFound(key);
+  return scheduler_->BlockOn(GetFromTables(std::move(super_version), key, sequence, value));
+}
+
+io::Task<Status> DBImpl::GetAsync(const ReadOptions& options, std::string_view key,
+                                  std::string* value) {
+  std::shared_ptr<const SuperVersion> super_version = CurrentSuperVersion();
+  if (super_version == nullptr) co_return Status::InvalidArgument(dir_ + ": store is closed");
+  const SequenceNumber sequence = ReadSequence(options);
+  Status status;
+  if (GetFromMemTables(*super_version, key, sequence, value, &status)) co_return status;
+  co_return co_await GetFromTables(std::move(super_version), key, sequence, value);
+}
+
+std::unique_ptr<Iterator> DBImpl::NewIterator(const ReadOptions& options) {
+  std::shared_ptr<const SuperVersion> super_version = CurrentSuperVersion();
+  const SequenceNumber sequence = ReadSequence(options);
+  std::vector<std::unique_ptr<InternalIterator>> children;
+  if (super_version == nullptr) {
+    children.push_back(NewEmptyIterator(Status::InvalidArgument(dir_ + ": store is closed")));
+    return NewDBIterator(NewMergingIterator(std::move(children)), sequence, scheduler_, nullptr);
+  }
+  children.push_back(super_version->mem->NewIterator());
+  if (super_version->imm != nullptr) children.push_back(super_version->imm->NewIterator());
+  TableCache* table_cache = table_cache_.get();
+  for (const auto& files : super_version->version->files) {
+    for (const auto& file : files) {
+      const std::uint64_t number = file->number;
+      children.push_back(NewLazyIterator(
+          [table_cache, number]() -> io::Task<Result<std::unique_ptr<InternalIterator>>> {
+            auto table = co_await table_cache->Get(number);
+            if (!table.ok()) co_return table.status();
+            // The iterator keeps its table open even if the cache evicts it.
+            co_return NewTableIteratorHolding(std::move(table).value());
+          }));
+    }
+  }
+  return NewDBIterator(NewMergingIterator(std::move(children)), sequence, scheduler_,
+                       super_version);
+}
+
+const Snapshot* DBImpl::GetSnapshot() {
+  std::lock_guard guard(mutex_);
+  const SequenceNumber sequence = last_sequence_.load(std::memory_order_acquire);
+  snapshots_.insert(sequence);
+  return new SnapshotImpl(sequence);
+}
+
+void DBImpl::ReleaseSnapshot(const Snapshot* snapshot) {
+  const auto* impl = static_cast<const SnapshotImpl*>(snapshot);
+  {
+    std::lock_guard guard(mutex_);
+    auto it = snapshots_.find(impl->sequence);
+    CFS_ASSERT(it != snapshots_.end());  // REQUIRES: a snapshot of this store, released once
+    snapshots_.erase(it);
+  }
+  delete impl;
+}
+
+// ---- flushes ----
+
+void DBImpl::ScheduleFlushLocked() {
+  CFS_ASSERT(imm_ != nullptr);
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  ++flushes_started_;
+  scheduler_->Spawn(BackgroundFlush(), io::Priority::kBackground);
+}
+
+io::Task<void> DBImpl::BackgroundFlush() {
+  Status status = co_await FlushImmutable();
+  std::lock_guard guard(mutex_);
+  flush_scheduled_ = false;
+  if (!status.ok()) {
+    RecordBackgroundErrorLocked(status.WithContext(dir_ + ": flush"));
+  } else {
+    ++flushes_completed_;
+  }
+  background_changed_.NotifyAll();
+}
+
+io::Task<Status> DBImpl::FlushImmutable() {
+  MemTable* imm = nullptr;
+  std::uint64_t next_log_number = 0;
+  {
+    std::lock_guard guard(mutex_);
+    imm = imm_;
+    next_log_number = imm_next_log_number_;
+  }
+  CFS_ASSERT(imm != nullptr);  // invariant 2
+  FileMetaData meta;
+  CFS_CO_RETURN_IF_ERROR(co_await WriteLevel0Table(imm, &meta));
+  VersionEdit edit;
+  if (meta.file_size_bytes > 0) edit.AddFile(0, meta);
+  edit.SetLogNumber(next_log_number);
+  // Every sequence in imm is durable in the SST now; later ones are in the WAL.
+  edit.SetLastSequence(std::max(versions_->last_sequence(), meta.largest_sequence));
+  CFS_CO_RETURN_IF_ERROR(co_await versions_->LogAndApply(&edit));
+  for (std::uint64_t number : versions_->TakeObsoleteManifests()) {
+    (void)co_await env_->RemoveFile(ManifestFileName(dir_, number));
+  }
+  {
+    std::lock_guard guard(mutex_);
+    imm_->Unref();
+    imm_ = nullptr;
+    InstallSuperVersionLocked();
+  }
+  // Invariant 3: the segments below next_log_number hold only flushed records.
+  wal_->RecycleBelow(next_log_number);
+  counters_.memtable_flushes.fetch_add(1, std::memory_order_relaxed);
+  counters_.flush_bytes_written.fetch_add(meta.file_size_bytes, std::memory_order_relaxed);
+  co_return Status::OK();
+}
+
+io::Task<Status> DBImpl::WriteLevel0Table(MemTable* mem, FileMetaData* meta) {
+  meta->file_size_bytes = 0;
+  if (mem->num_entries() == 0) co_return Status::OK();
+  const std::uint64_t number = versions_->NewFileNumber();
+  const std::string path = SstFileName(dir_, number);
+  auto file = co_await env_->NewWritableFile(path, WriteMode::kCreateTruncate);
+  if (!file.ok()) co_return file.status();
+  TableBuilder builder(table_options_, file.value().get());
+  std::unique_ptr<InternalIterator> iter = mem->NewIterator();
+  Status status;
+  bool first = true;
+  std::uint64_t added = 0;
+  for (co_await iter->SeekToFirst(); iter->Valid(); co_await iter->Next()) {
+    if (first) {
+      meta->smallest.assign(iter->key());
+      first = false;
+    }
+    meta->largest.assign(iter->key());
+    ParsedInternalKey parsed;
+    if (ParseInternalKey(iter->key(), &parsed)) {
+      meta->smallest_sequence =
+          added == 0 ? parsed.sequence : std::min(meta->smallest_sequence, parsed.sequence);
+      meta->largest_sequence = std::max(meta->largest_sequence, parsed.sequence);
+    }
+    builder.Add(iter->key(), iter->value());
+    ++added;
+    if (builder.NeedsWrite()) {
+      status = co_await builder.WritePending();
+      if (!status.ok()) break;
+      co_await io::Yield();  // a bounded step: let foreground work run
+    }
+  }
+  if (status.ok()) status = iter->status();
+  if (status.ok()) status = co_await builder.Finish();
+  if (status.ok()) status = co_await file.value()->Sync();
+  Status closed = co_await file.value()->Close();
+  if (status.ok()) status = closed;
+  // The new name must be durable before the manifest edit that refers to it.
+  if (status.ok()) status = co_await env_->SyncDir(dir_);
+  if (!status.ok()) {
+    (void)co_await env_->RemoveFile(path);
+    co_return status.WithContext(path);
+  }
+  meta->number = number;
+  meta->file_size_bytes = builder.file_size_bytes();
+  meta->num_entries = added;
+  co_return Status::OK();
+}
+
+DBImpl::WriteStep DBImpl::StartFlushLocked(std::uint64_t* wait_for_flushes, Status* status) {
+  if (closed_) {
+    *status = Status::InvalidArgument(dir_ + ": store is closed");
+    return WriteStep::kFailed;
+  }
+  if (!bg_error_.ok()) {
+    *status = bg_error_;
+    return WriteStep::kFailed;
+  }
+  if (imm_ != nullptr) return WriteStep::kWaitForFlush;
+  if (mem_->num_entries() == 0) {
+    *wait_for_flushes = flushes_completed_;  // nothing to write
+    return WriteStep::kDone;
+  }
+  const WriteStep step = SwitchMemTableLocked(status);
+  if (step == WriteStep::kDone) *wait_for_flushes = flushes_started_;
+  return step;
+}
+
+Status DBImpl::Flush() {
+  std::uint64_t target = 0;
+  Status status;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    const WriteStep step = StartFlushLocked(&target, &status);
+    if (step == WriteStep::kDone) break;
+    if (step == WriteStep::kFailed) return status;
+    if (step == WriteStep::kWaitForFlush) {
+      background_changed_.WaitBlocking(lock);
+      continue;
+    }
+    lock.unlock();
+    scheduler_->BlockOn(wal_->WaitWritable(0));
+    lock.lock();
+  }
+  while (flushes_completed_ < target && bg_error_.ok() && !closed_) {
+    background_changed_.WaitBlocking(lock);
+  }
+  return bg_error_;
+}
+
+io::Task<Status> DBImpl::FlushAsync() {
+  std::uint64_t target = 0;
+  Status status;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    const WriteStep step = StartFlushLocked(&target, &status);
+    if (step == WriteStep::kDone) break;
+    if (step == WriteStep::kFailed) co_return status;
+    if (step == WriteStep::kWaitForFlush) {
+      co_await background_changed_.Wait(lock);
+      continue;
+    }
+    lock.unlock();
+    co_await wal_->WaitWritable(0);
+    lock.lock();
+  }
+  while (flushes_completed_ < target && bg_error_.ok() && !closed_) {
+    co_await background_changed_.Wait(lock);
+  }
+  co_return bg_error_;
+}
+
+// ---- closing ----
+
+Status DBImpl::Close() {
+  std::unique_lock lock(mutex_);
+  if (closed_ || scheduler_ == nullptr || wal_ == nullptr) return Status::OK();
+  while (flush_scheduled_) background_changed_.WaitBlocking(lock);
+  CFS_ASSERT(snapshots_.empty());  // REQUIRES: every snapshot released
+  closed_ = true;
+  Status status = bg_error_;
+  background_changed_.NotifyAll();
+  lock.unlock();
+
+  Status wal_closed = scheduler_->BlockOn(wal_->Close());
+  if (status.ok()) status = wal_closed;
+  Status manifest_closed = scheduler_->BlockOn(versions_->Close());
+  if (status.ok()) status = manifest_closed;
+  {
+    std::lock_guard guard(mutex_);
+    super_.reset();
+    if (mem_ != nullptr) mem_->Unref();
+    mem_ = nullptr;
+    CFS_ASSERT(imm_ == nullptr);
+  }
+  wal_.reset();
+  table_cache_.reset();
+  lock_.reset();
+  if (owned_scheduler_) {
+    Status shutdown = owned_scheduler_->Shutdown();
+    if (status.ok()) status = shutdown;
+  }
+  return status;
+}
+
+DbStats DBImpl::stats() const {
+  DbStats out;
+  out.writes = counters_.writes.load(std::memory_order_relaxed);
+  out.memtable_flushes = counters_.memtable_flushes.load(std::memory_order_relaxed);
+  out.flush_bytes_written = counters_.flush_bytes_written.load(std::memory_order_relaxed);
+  out.write_stalls = counters_.write_stalls.load(std::memory_order_relaxed);
+  out.write_stall_micros = counters_.write_stall_micros.load(std::memory_order_relaxed);
+  out.last_sequence = last_sequence_.load(std::memory_order_relaxed);
+  if (wal_) {
+    const WalStats wal = wal_->stats();
+    out.wal_syncs = wal.syncs;
+    out.wal_synced_writes = wal.synced_writers;
+    out.wal_bytes_written = wal.bytes_written;
+  }
+  if (versions_) {
+    std::shared_ptr<const Version> version = versions_->current();
+    out.sst_files = version->TotalFiles();
+    out.sst_bytes = version->TotalBytes();
+  }
+  if (table_cache_) {
+    out.table_cache_opens = table_cache_->opens();
+    out.bloom_useful = table_cache_->BloomNegatives();
+  }
+  return out;
+}
+
+}  // namespace cascadefs::engine

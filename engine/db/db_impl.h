@@ -1,0 +1,163 @@
+// db_impl.h: the implementation behind DB (db.h). docs/engine.md tells the whole story.
+//
+// Pieces: a WAL (wal/), an active memtable `mem_` taking writes and at most one immutable
+// memtable `imm_` being flushed, the VersionSet (the SST files per level and the manifest),
+// and a TableCache of open SSTs.
+//
+// Who runs what:
+//  - Writes run on the caller (a thread or an IO-thread task). Under mutex_ they frame the
+//    batch into the WAL's memory buffer and insert it into mem_; no I/O happens under the
+//    mutex. A sync write then awaits WalWriter::SyncTo outside the mutex (group commit).
+//  - A full mem_ becomes imm_ and a flush task (background priority, on the scheduler)
+//    writes it to a level-0 SST, records it in the manifest and drops imm_. Writers stall
+//    only when mem_ is full while imm_ is still flushing (counted in stats).
+//  - Reads take the current SuperVersion (memtables + Version, reference counted) and search
+//    mem_, imm_, then the SSTs newest first. SST reads are I/O: a blocking Get runs that part
+//    on the scheduler.
+//
+// Invariants:
+//  1. Sequence numbers are assigned under mutex_ in WAL order; last_sequence_ is published
+//     (release) only after the batch is in mem_, so a reader at last_sequence_ sees it whole.
+//  2. imm_ != nullptr iff a flush is pending or running (flush_scheduled_).
+//  3. Every WAL segment numbered below versions_->log_number() holds only records already in
+//     SSTs; those segments are recycled.
+//  4. mutex_ is never held across a co_await or a blocking wait other than WaitQueue's.
+//
+// Lock order: mutex_, then anything inside WalWriter, TableCache or VersionSet.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "db/dbformat.h"
+#include "db/table_cache.h"
+#include "db/version_set.h"
+#include "engine/db.h"
+#include "engine/env.h"
+#include "engine/io/scheduler.h"
+#include "engine/io/wait_queue.h"
+#include "memtable/memtable.h"
+#include "wal/wal_writer.h"
+
+namespace cascadefs::engine {
+
+class DBImpl final : public DB {
+ public:
+  DBImpl(const Options& options, std::string dir);
+  ~DBImpl() override;
+
+  // Everything Open does; on error the caller destroys the DBImpl.
+  Status OpenStore();
+
+  Status Put(const WriteOptions& options, std::string_view key, std::string_view value) override;
+  Status Delete(const WriteOptions& options, std::string_view key) override;
+  Status Write(const WriteOptions& options, const WriteBatch& batch) override;
+  Status Get(const ReadOptions& options, std::string_view key, std::string* value) override;
+  Status Flush() override;
+
+  io::Task<Status> PutAsync(const WriteOptions& options, std::string_view key,
+                            std::string_view value) override;
+  io::Task<Status> DeleteAsync(const WriteOptions& options, std::string_view key) override;
+  io::Task<Status> WriteAsync(const WriteOptions& options, const WriteBatch& batch) override;
+  io::Task<Status> GetAsync(const ReadOptions& options, std::string_view key,
+                            std::string* value) override;
+  io::Task<Status> FlushAsync() override;
+
+  std::unique_ptr<Iterator> NewIterator(const ReadOptions& options) override;
+  const Snapshot* GetSnapshot() override;
+  void ReleaseSnapshot(const Snapshot* snapshot) override;
+  Status Close() override;
+  DbStats stats() const override;
+  io::Scheduler* scheduler() const override { return scheduler_; }
+
+ private:
+  // What a read sees: the memtables and SST files of one moment. Immutable once made.
+  struct SuperVersion {
+    SuperVersion(MemTable* mem, MemTable* imm, std::shared_ptr<const Version> version);
+    ~SuperVersion();
+    MemTable* const mem;
+    MemTable* const imm;  // may be null
+    const std::shared_ptr<const Version> version;
+  };
+
+  class SnapshotImpl;
+
+  // The outcome of one attempt to commit a write under mutex_.
+  enum class WriteStep { kDone, kFailed, kWaitForFlush, kWaitForWal };
+
+  io::Task<Status> OpenAsync();
+  io::Task<Status> ReplayWal(const std::vector<std::uint64_t>& log_numbers,
+                             std::vector<MemTable*>* recovered, SequenceNumber* max_sequence);
+  Status CheckOptions() const;
+  void Log(std::string_view line) const;
+
+  WriteStep TryWriteLocked(const WriteBatch& batch, WalPosition* position, Status* status);
+  // Makes mem_ the immutable memtable and starts its flush. REQUIRES: mutex_ held; imm_ null.
+  WriteStep SwitchMemTableLocked(Status* status);
+  void InstallSuperVersionLocked();
+  std::shared_ptr<const SuperVersion> CurrentSuperVersion() const;
+  void RecordBackgroundErrorLocked(const Status& status);
+
+  io::Task<Status> GetFromTables(std::shared_ptr<const SuperVersion> super_version,
+                                 std::string_view key, SequenceNumber sequence,
+                                 std::string* value);
+  // The memtable part of Get: true when it decided the answer (in *status).
+  bool GetFromMemTables(const SuperVersion& super_version, std::string_view key,
+                        SequenceNumber sequence, std::string* value, Status* status) const;
+  SequenceNumber ReadSequence(const ReadOptions& options) const;
+
+  void ScheduleFlushLocked();
+  io::Task<void> BackgroundFlush();
+  io::Task<Status> FlushImmutable();
+  // Writes `mem` to a new level-0 SST; meta->file_size_bytes == 0 when mem was empty.
+  io::Task<Status> WriteLevel0Table(MemTable* mem, FileMetaData* meta);
+  // Flush's two halves for the blocking and coroutine forms: start (switch mem_) and the
+  // flush count to wait for.
+  WriteStep StartFlushLocked(std::uint64_t* wait_for_flushes, Status* status);
+
+  const Options options_;
+  const std::string dir_;
+  std::unique_ptr<io::Scheduler> owned_scheduler_;
+  io::Scheduler* scheduler_ = nullptr;
+  std::unique_ptr<Env> owned_env_;
+  Env* env_ = nullptr;
+  std::unique_ptr<FileLock> lock_;
+  TableOptions table_options_;
+  std::unique_ptr<TableCache> table_cache_;
+  std::unique_ptr<VersionSet> versions_;
+  std::unique_ptr<WalWriter> wal_;
+
+  std::atomic<SequenceNumber> last_sequence_{0};
+
+  mutable std::mutex mutex_;
+  MemTable* mem_ = nullptr;                     // GUARDED_BY(mutex_)
+  std::uint64_t mem_log_number_ = 0;            // GUARDED_BY(mutex_): mem_'s first segment
+  MemTable* imm_ = nullptr;                     // GUARDED_BY(mutex_)
+  std::uint64_t imm_next_log_number_ = 0;       // GUARDED_BY(mutex_): mem_log_number_ at switch
+  std::shared_ptr<const SuperVersion> super_;   // GUARDED_BY(mutex_)
+  bool flush_scheduled_ = false;                // GUARDED_BY(mutex_)
+  std::uint64_t flushes_completed_ = 0;         // GUARDED_BY(mutex_)
+  std::uint64_t flushes_started_ = 0;           // GUARDED_BY(mutex_)
+  Status bg_error_;                             // GUARDED_BY(mutex_): sticky
+  bool closed_ = false;                         // GUARDED_BY(mutex_)
+  std::string wal_record_;                      // GUARDED_BY(mutex_): the record being framed
+  std::multiset<SequenceNumber> snapshots_;     // GUARDED_BY(mutex_)
+  // Notified when a flush finishes or fails and when the store closes.
+  io::WaitQueue background_changed_;
+
+  struct Counters {
+    std::atomic<std::uint64_t> writes{0};
+    std::atomic<std::uint64_t> memtable_flushes{0};
+    std::atomic<std::uint64_t> flush_bytes_written{0};
+    std::atomic<std::uint64_t> write_stalls{0};
+    std::atomic<std::uint64_t> write_stall_micros{0};
+  };
+  Counters counters_;
+};
+
+}  // namespace cascadefs::engine

@@ -1,0 +1,252 @@
+// version_set.cc: recovery from the manifest and LogAndApply (version_set.h).
+#include "db/version_set.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "manifest/current_file.h"
+#include "manifest/filename.h"
+#include "manifest/manifest_log.h"
+
+namespace cascadefs::engine {
+
+std::uint64_t Version::TotalFiles() const {
+  std::uint64_t count = 0;
+  for (const auto& level : files) count += level.size();
+  return count;
+}
+
+std::uint64_t Version::TotalBytes() const {
+  std::uint64_t bytes = 0;
+  for (const auto& level : files) {
+    for (const auto& file : level) bytes += file->file_size_bytes;
+  }
+  return bytes;
+}
+
+VersionSet::VersionSet(Env* env, std::string dir)
+    : env_(env), dir_(std::move(dir)), current_(std::make_shared<Version>()) {}
+
+VersionSet::~VersionSet() = default;
+
+std::shared_ptr<const Version> VersionSet::current() const {
+  std::lock_guard guard(current_mutex_);
+  return current_;
+}
+
+void VersionSet::MarkFileNumberUsed(std::uint64_t number) {
+  std::uint64_t next = next_file_number_.load();
+  while (next <= number && !next_file_number_.compare_exchange_weak(next, number + 1)) {
+  }
+}
+
+std::vector<std::uint64_t> VersionSet::TakeObsoleteManifests() {
+  return std::exchange(obsolete_manifests_, {});
+}
+
+Status VersionSet::Apply(const Version& base, const VersionEdit& edit, Version* out) {
+  *out = base;
+  for (const auto& [level, number] : edit.removed_files()) {
+    if (level < 0 || level >= kNumLevels) {
+      return Status::Corruption("manifest edit removes a file from level " +
+                                std::to_string(level));
+    }
+    auto& files = out->files[static_cast<std::size_t>(level)];
+    auto it = std::find_if(files.begin(), files.end(),
+                           [number](const auto& file) { return file->number == number; });
+    if (it == files.end()) {
+      return Status::Corruption("manifest edit removes file " + std::to_string(number) +
+                                " which level " + std::to_string(level) + " lacks");
+    }
+    files.erase(it);
+  }
+  for (const auto& [level, meta] : edit.added_files()) {
+    if (level < 0 || level >= kNumLevels) {
+      return Status::Corruption("manifest edit adds a file to level " + std::to_string(level));
+    }
+    for (const auto& files : out->files) {
+      for (const auto& file : files) {
+        if (file->number == meta.number) {
+          return Status::Corruption("manifest edit adds file " + std::to_string(meta.number) +
+                                    " twice");
+        }
+      }
+    }
+    out->files[static_cast<std::size_t>(level)].push_back(
+        std::make_shared<const FileMetaData>(meta));
+  }
+  // Invariant 1: level 0 newest first; deeper levels by smallest key.
+  auto& level0 = out->files[0];
+  std::sort(level0.begin(), level0.end(),
+            [](const auto& a, const auto& b) { return a->number > b->number; });
+  for (std::size_t level = 1; level < out->files.size(); ++level) {
+    auto& files = out->files[level];
+    std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
+      return CompareInternalKeys(a->smallest, b->smallest) < 0;
+    });
+  }
+  return Status::OK();
+}
+
+io::Task<Status> VersionSet::Create() {
+  manifest_number_ = 0;
+  log_number_ = 0;
+  last_sequence_ = 0;
+  next_file_number_.store(1);
+  {
+    std::lock_guard guard(current_mutex_);
+    current_ = std::make_shared<Version>();
+  }
+  // The first LogAndApply writes MANIFEST and CURRENT.
+  VersionEdit edit;
+  co_return co_await LogAndApply(&edit);
+}
+
+io::Task<Status> VersionSet::Recover() {
+  Result<std::uint64_t> manifest_number = co_await ReadCurrentFile(env_, dir_);
+  if (!manifest_number.ok()) co_return manifest_number.status();
+  const std::string path = ManifestFileName(dir_, manifest_number.value());
+
+  Version version;
+  bool have_log_number = false;
+  bool have_next_file = false;
+  bool have_last_sequence = false;
+  std::uint64_t log_number = 0;
+  std::uint64_t next_file = 0;
+  SequenceNumber last_sequence = 0;
+  std::uint32_t format_version = 0;
+  Status apply_status;
+  auto on_record = [&](std::string_view record) -> Status {
+    VersionEdit edit;
+    Status decoded = edit.DecodeFrom(record);
+    if (!decoded.ok()) return decoded;
+    if (edit.has_format_version()) format_version = edit.format_version();
+    if (format_version > kStoreFormatVersion) {
+      return Status::NotSupported(
+          "store format version " + std::to_string(format_version) +
+          " is newer than this cascadefs supports (" + std::to_string(kStoreFormatVersion) + ")");
+    }
+    Version next;
+    CFS_RETURN_IF_ERROR(Apply(version, edit, &next));
+    version = std::move(next);
+    if (edit.has_log_number()) {
+      log_number = edit.log_number();
+      have_log_number = true;
+    }
+    if (edit.has_next_file_number()) {
+      next_file = edit.next_file_number();
+      have_next_file = true;
+    }
+    if (edit.has_last_sequence()) {
+      last_sequence = edit.last_sequence();
+      have_last_sequence = true;
+    }
+    return Status::OK();
+  };
+  Status read = co_await ReadManifest(env_, path, on_record);
+  if (!read.ok()) co_return read.WithContext(path);
+  if (format_version == 0) {
+    co_return Status::Corruption(path + ": manifest records no store format version");
+  }
+  if (!have_log_number || !have_next_file || !have_last_sequence) {
+    co_return Status::Corruption(path + ": manifest lacks the log number, next file number "
+                                        "or last sequence");
+  }
+  manifest_number_ = manifest_number.value();
+  log_number_ = log_number;
+  last_sequence_ = last_sequence;
+  next_file_number_.store(next_file);
+  MarkFileNumberUsed(manifest_number_);
+  for (const auto& files : version.files) {
+    for (const auto& file : files) MarkFileNumberUsed(file->number);
+  }
+  {
+    std::lock_guard guard(current_mutex_);
+    current_ = std::make_shared<const Version>(std::move(version));
+  }
+  co_return Status::OK();
+}
+
+io::Task<Status> VersionSet::StartNewManifest(const Version& version) {
+  const std::uint64_t number = NewFileNumber();
+  const std::string path = ManifestFileName(dir_, number);
+  auto file = co_await env_->NewWritableFile(path, WriteMode::kCreateTruncate);
+  if (!file.ok()) co_return file.status();
+  auto writer = std::make_unique<ManifestWriter>(std::move(file).value());
+  // The whole state as one edit: a reader needs nothing older.
+  VersionEdit snapshot;
+  snapshot.SetFormatVersion(kStoreFormatVersion);
+  snapshot.SetLogNumber(log_number_);
+  snapshot.SetNextFileNumber(next_file_number_.load());
+  snapshot.SetLastSequence(last_sequence_);
+  for (std::size_t level = 0; level < version.files.size(); ++level) {
+    for (const auto& file_meta : version.files[level]) {
+      snapshot.AddFile(static_cast<int>(level), *file_meta);
+    }
+  }
+  std::string record;
+  snapshot.EncodeTo(&record);
+  Status status = co_await writer->AddRecord(record);
+  if (status.ok()) status = co_await writer->Sync();
+  if (status.ok()) status = co_await SetCurrentFile(env_, dir_, number);
+  if (!status.ok()) {
+    (void)co_await writer->Close();
+    (void)co_await env_->RemoveFile(path);
+    co_return status;
+  }
+  if (manifest_) {
+    (void)co_await manifest_->Close();
+    obsolete_manifests_.push_back(manifest_number_);
+  }
+  manifest_ = std::move(writer);
+  manifest_number_ = number;
+  co_return Status::OK();
+}
+
+io::Task<Status> VersionSet::LogAndApply(VersionEdit* edit) {
+  Version next;
+  {
+    std::shared_ptr<const Version> base = current();
+    CFS_CO_RETURN_IF_ERROR(Apply(*base, *edit, &next));
+  }
+  if (edit->has_log_number()) {
+    CFS_ASSERT(edit->log_number() >= log_number_);
+  }
+  if (edit->has_last_sequence()) {
+    CFS_ASSERT(edit->last_sequence() >= last_sequence_);
+  }
+  const std::uint64_t previous_log_number = log_number_;
+  const SequenceNumber previous_last_sequence = last_sequence_;
+  if (edit->has_log_number()) log_number_ = edit->log_number();
+  if (edit->has_last_sequence()) last_sequence_ = edit->last_sequence();
+
+  Status status;
+  if (!manifest_ || manifest_->size_bytes() >= kManifestRollSizeBytes) {
+    // The new manifest's first record already holds `next`, so the edit needs no record.
+    status = co_await StartNewManifest(next);
+  } else {
+    edit->SetNextFileNumber(next_file_number_.load());
+    edit->SetLastSequence(last_sequence_);
+    std::string record;
+    edit->EncodeTo(&record);
+    status = co_await manifest_->AddRecord(record);
+    if (status.ok()) status = co_await manifest_->Sync();
+  }
+  if (!status.ok()) {
+    log_number_ = previous_log_number;
+    last_sequence_ = previous_last_sequence;
+    co_return status;
+  }
+  std::lock_guard guard(current_mutex_);
+  current_ = std::make_shared<const Version>(std::move(next));
+  co_return Status::OK();
+}
+
+io::Task<Status> VersionSet::Close() {
+  if (!manifest_) co_return Status::OK();
+  Status status = co_await manifest_->Close();
+  manifest_.reset();
+  co_return status;
+}
+
+}  // namespace cascadefs::engine
