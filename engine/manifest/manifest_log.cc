@@ -129,56 +129,91 @@ io::Task<Status> ManifestReader::Fill(std::uint64_t offset, std::size_t size_byt
   co_return Status::OK();
 }
 
-io::Task<Status> ManifestReader::CheckRecordAt(std::uint64_t offset, std::uint32_t* length,
-                                               std::string* problem) {
+std::string_view ManifestReader::BufferedFrom(std::uint64_t offset) const {
+  if (offset < buffer_offset_ || offset - buffer_offset_ > buffer_.size()) return {};
+  return std::string_view(buffer_).substr(offset - buffer_offset_);
+}
+
+ManifestReader::Framing ManifestReader::CheckBuffered(std::uint64_t offset,
+                                                      std::uint32_t* length) const {
   CFS_ASSERT(offset <= file_size_bytes_);
-  problem->clear();
   const std::uint64_t remaining_bytes = file_size_bytes_ - offset;
-  if (remaining_bytes < kManifestRecordHeaderBytes) {
-    *problem = "header truncated: " + std::to_string(remaining_bytes) + " of " +
-               std::to_string(kManifestRecordHeaderBytes) + " bytes";
-    co_return Status::OK();
+  if (remaining_bytes < kManifestRecordHeaderBytes) return Framing::kHeaderTruncated;
+  const std::string_view bytes = BufferedFrom(offset);
+  if (bytes.size() < kManifestRecordHeaderBytes) return Framing::kNeedBytes;
+  *length = DecodeFixed32(bytes.data());
+  if (*length == 0) return Framing::kZeroLength;
+  if (*length > kManifestRecordSizeMax) return Framing::kTooLong;
+  if (*length > remaining_bytes - kManifestRecordHeaderBytes) return Framing::kPastEnd;
+  if (bytes.size() < kManifestRecordHeaderBytes + *length) return Framing::kNeedBytes;
+  const std::uint32_t stored_checksum = DecodeFixed32(bytes.data() + 4);
+  if (RecordChecksum(bytes.substr(kManifestRecordHeaderBytes, *length)) != stored_checksum) {
+    return Framing::kChecksumMismatch;
   }
-  CFS_CO_RETURN_IF_ERROR(co_await Fill(offset, kManifestRecordHeaderBytes));
-  const std::string_view header = Buffered(offset, kManifestRecordHeaderBytes);
-  const std::uint32_t payload_bytes = DecodeFixed32(header.data());
-  const std::uint32_t stored_checksum = DecodeFixed32(header.data() + 4);
-  if (payload_bytes == 0) {
-    *problem = "length 0 is invalid";
-    co_return Status::OK();
+  return Framing::kValid;
+}
+
+io::Task<Result<ManifestReader::Framing>> ManifestReader::CheckAt(std::uint64_t offset,
+                                                                  std::uint32_t* length) {
+  Framing framing = CheckBuffered(offset, length);
+  // At most two reads: one for the header, then (knowing the length) one for the payload.
+  for (int reads = 0; reads < 2 && framing == Framing::kNeedBytes; ++reads) {
+    const bool have_header = BufferedFrom(offset).size() >= kManifestRecordHeaderBytes;
+    // The length was checked against kManifestRecordSizeMax before this read allocates.
+    const std::size_t need_bytes =
+        kManifestRecordHeaderBytes + (have_header ? std::size_t{*length} : 0);
+    Status status = co_await Fill(offset, need_bytes);
+    if (!status.ok()) co_return status;
+    framing = CheckBuffered(offset, length);
   }
-  if (payload_bytes > kManifestRecordSizeMax) {
-    *problem = "length " + std::to_string(payload_bytes) + " exceeds the maximum " +
-               std::to_string(kManifestRecordSizeMax);
-    co_return Status::OK();
+  CFS_ASSERT(framing != Framing::kNeedBytes);
+  co_return framing;
+}
+
+std::string ManifestReader::DescribeProblem(std::uint64_t offset, Framing framing) const {
+  const std::uint64_t remaining_bytes = file_size_bytes_ - offset;
+  const std::string_view bytes = BufferedFrom(offset);
+  const std::uint32_t length =
+      bytes.size() >= kManifestRecordHeaderBytes ? DecodeFixed32(bytes.data()) : 0;
+  switch (framing) {
+    case Framing::kHeaderTruncated:
+      return "header truncated: " + std::to_string(remaining_bytes) + " of " +
+             std::to_string(kManifestRecordHeaderBytes) + " bytes";
+    case Framing::kZeroLength:
+      return "length 0 is invalid";
+    case Framing::kTooLong:
+      return "length " + std::to_string(length) + " exceeds the maximum " +
+             std::to_string(kManifestRecordSizeMax);
+    case Framing::kPastEnd:
+      return "length " + std::to_string(length) + " runs past the end of the file (" +
+             std::to_string(remaining_bytes - kManifestRecordHeaderBytes) + " bytes follow)";
+    case Framing::kChecksumMismatch: {
+      const std::string_view payload = bytes.substr(kManifestRecordHeaderBytes, length);
+      return "checksum mismatch (stored " + Hex32(DecodeFixed32(bytes.data() + 4)) + ", computed " +
+             Hex32(RecordChecksum(payload)) + ")";
+    }
+    case Framing::kValid:
+    case Framing::kNeedBytes:
+      break;
   }
-  if (payload_bytes > remaining_bytes - kManifestRecordHeaderBytes) {
-    *problem = "length " + std::to_string(payload_bytes) + " runs past the end of the file (" +
-               std::to_string(remaining_bytes - kManifestRecordHeaderBytes) + " bytes follow)";
-    co_return Status::OK();
-  }
-  // Checked above, before this allocation: payload_bytes <= kManifestRecordSizeMax.
-  CFS_CO_RETURN_IF_ERROR(co_await Fill(offset, kManifestRecordHeaderBytes + payload_bytes));
-  const std::string_view payload = Buffered(offset + kManifestRecordHeaderBytes, payload_bytes);
-  const std::uint32_t actual_checksum = RecordChecksum(payload);
-  if (actual_checksum != stored_checksum) {
-    *problem = "checksum mismatch (stored " + Hex32(stored_checksum) + ", computed " +
-               Hex32(actual_checksum) + ")";
-    co_return Status::OK();
-  }
-  *length = payload_bytes;
-  co_return Status::OK();
+  CFS_ASSERT(false && "DescribeProblem of a valid record");
+  return {};
 }
 
 io::Task<Result<std::uint64_t>> ManifestReader::FindValidRecordAfter(std::uint64_t offset) {
-  std::uint32_t length = 0;
-  std::string problem;
-  // The smallest record is a header and one byte. Bounded by the file size.
+  // Bounded by the file size. The smallest record is a header and one byte. Most offsets fail
+  // in CheckBuffered without reading or allocating; a read happens only when a candidate
+  // reaches past the buffer.
   for (std::uint64_t candidate = offset + 1;
        candidate + kManifestRecordHeaderBytes + 1 <= file_size_bytes_; ++candidate) {
-    Status status = co_await CheckRecordAt(candidate, &length, &problem);
-    if (!status.ok()) co_return status;
-    if (problem.empty()) co_return candidate;
+    std::uint32_t length = 0;
+    Framing framing = CheckBuffered(candidate, &length);
+    if (framing == Framing::kNeedBytes) {
+      Result<Framing> checked = co_await CheckAt(candidate, &length);
+      if (!checked.ok()) co_return std::move(checked).status();
+      framing = *checked;
+    }
+    if (framing == Framing::kValid) co_return candidate;
   }
   co_return file_size_bytes_;
 }
@@ -191,27 +226,29 @@ io::Task<Result<bool>> ManifestReader::ReadRecord(std::string* record) {
     co_return false;
   }
   std::uint32_t length = 0;
-  std::string problem;
-  Status status = co_await CheckRecordAt(offset_, &length, &problem);
-  if (status.ok() && problem.empty()) {
+  Result<Framing> framing = co_await CheckAt(offset_, &length);
+  Status status;
+  if (!framing.ok()) {
+    status = std::move(framing).status();
+  } else if (*framing == Framing::kValid) {
     record->assign(Buffered(offset_ + kManifestRecordHeaderBytes, length));
     last_record_offset_ = offset_;
     offset_ += kManifestRecordHeaderBytes + length;
     CFS_ASSERT(offset_ <= file_size_bytes_);
     co_return true;
-  }
-  if (status.ok()) {
+  } else {
     // A damaged record: a torn tail, unless a valid record follows (the recovery rule).
+    const std::string problem = RecordAt(offset_) + ": " + DescribeProblem(offset_, *framing);
     Result<std::uint64_t> next = co_await FindValidRecordAfter(offset_);
     if (!next.ok()) {
       status = std::move(next).status();
     } else if (*next == file_size_bytes_) {
       state_ = State::kEnded;
-      torn_tail_reason_ = RecordAt(offset_) + ": " + problem;
+      torn_tail_reason_ = problem;
       co_return false;
     } else {
-      status = Status::Corruption(path() + ": " + RecordAt(offset_) + ": " + problem +
-                                  "; a valid record follows at offset " + std::to_string(*next));
+      status = Status::Corruption(path() + ": " + problem + "; a valid record follows at offset " +
+                                  std::to_string(*next));
     }
   }
   CFS_ASSERT(!status.ok());

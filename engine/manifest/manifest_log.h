@@ -126,16 +126,33 @@ class ManifestReader {
  private:
   enum class State : std::uint8_t { kReading, kEnded, kFailed };
 
-  // Checks the record at `offset`: OK with *length set to its payload length when it is valid,
-  // else fills *problem (a Corruption message without file and offset) and returns OK. Only
-  // reads failing make it return an error.
-  io::Task<Status> CheckRecordAt(std::uint64_t offset, std::uint32_t* length, std::string* problem);
+  // How the bytes at an offset frame a record (manifest_log.cc).
+  enum class Framing : std::uint8_t {
+    kValid,
+    kNeedBytes,  // the buffer holds too little of the file to tell
+    kHeaderTruncated,
+    kZeroLength,
+    kTooLong,
+    kPastEnd,
+    kChecksumMismatch,
+  };
+
+  // Checks the record at `offset` from buffered bytes only: kNeedBytes when they do not
+  // suffice. Sets *length once the header is known. Allocates nothing, so the damage scan can
+  // call it at every offset.
+  Framing CheckBuffered(std::uint64_t offset, std::uint32_t* length) const;
+  // The same, reading what the buffer lacks: never kNeedBytes. Errors only from reads.
+  io::Task<Result<Framing>> CheckAt(std::uint64_t offset, std::uint32_t* length);
+  // The problem `framing` (not kValid or kNeedBytes) found at `offset`, for a message.
+  std::string DescribeProblem(std::uint64_t offset, Framing framing) const;
   // The offset of the first valid record after `offset`, or file_size_bytes_ when none.
   io::Task<Result<std::uint64_t>> FindValidRecordAfter(std::uint64_t offset);
   // Makes buffer_ hold the file bytes [offset, offset + size_bytes), reading at least
   // kManifestReadChunkBytes when it reads. REQUIRES: offset + size_bytes <= file_size_bytes_.
   io::Task<Status> Fill(std::uint64_t offset, std::size_t size_bytes);
   std::string_view Buffered(std::uint64_t offset, std::size_t size_bytes) const;
+  // The buffered bytes from `offset` to the end of the buffer; empty when not buffered.
+  std::string_view BufferedFrom(std::uint64_t offset) const;
 
   std::unique_ptr<RandomAccessFile> file_;
   std::uint64_t file_size_bytes_;
