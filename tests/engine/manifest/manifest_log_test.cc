@@ -114,6 +114,49 @@ TEST(ManifestLogTest, RecordLayoutIsLengthChecksumPayload) {
   EXPECT_EQ(bytes.substr(kManifestRecordHeaderBytes), payload);
 }
 
+// The worked example of docs/formats/manifest.md, section 11, byte for byte.
+TEST(ManifestLogTest, FormatPageExample) {
+  VersionEdit first;
+  first.SetFormatVersion(1);
+  first.SetLogNumber(1);
+  first.SetNextFileNumber(3);
+  first.SetLastSequence(0);
+  VersionEdit flush;
+  flush.SetLogNumber(3);
+  flush.SetNextFileNumber(5);
+  flush.SetLastSequence(2);
+  FileMetaData file;
+  file.number = 4;
+  file.file_size_bytes = 8192;
+  file.smallest = MakeInternalKey("a", 1, ValueType::kValue);
+  file.largest = MakeInternalKey("b", 2, ValueType::kValue);
+  file.smallest_sequence = 1;
+  file.largest_sequence = 2;
+  file.num_entries = 2;
+  flush.AddFile(0, file);
+  const std::string bytes = WriteManifest({Encode(first), Encode(flush)});
+  const unsigned char kExpected[] = {
+      0x08, 0x00, 0x00, 0x00, 0xbe, 0x2f, 0x25, 0xf6, 0x01, 0x01, 0x02, 0x01, 0x03, 0x03, 0x04,
+      0x00, 0x22, 0x00, 0x00, 0x00, 0xa3, 0xf0, 0x04, 0x81, 0x02, 0x03, 0x03, 0x05, 0x04, 0x02,
+      0x07, 0x00, 0x04, 0x80, 0x40, 0x09, 0x61, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x09, 0x62, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x02};
+  ASSERT_EQ(bytes, std::string(reinterpret_cast<const char*>(kExpected), sizeof(kExpected)));
+
+  const ReadOutcome cut = Read(bytes.substr(0, 40));
+  ASSERT_TRUE(cut.summary.ok()) << cut.summary.status().ToString();
+  EXPECT_EQ(cut.summary->valid_length_bytes, 16u);
+  EXPECT_EQ(cut.summary->torn_tail_reason,
+            "record at offset 16: length 34 runs past the end of the file (16 bytes follow)");
+
+  std::string flipped = bytes;
+  flipped[9] ^= 0x01;
+  const ReadOutcome damaged = Read(flipped);
+  ASSERT_TRUE(damaged.summary.status().IsCorruption());
+  ExpectMessageContains(damaged.summary.status(),
+                        "record at offset 0: checksum mismatch (stored 0xf6252fbe, computed 0x");
+  ExpectMessageContains(damaged.summary.status(), "a valid record follows at offset 16");
+}
+
 TEST(ManifestLogTest, EditsRoundTrip) {
   std::vector<std::uint64_t> offsets;
   const std::string bytes = WriteManifest(EncodedEdits(5), &offsets);
