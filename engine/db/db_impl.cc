@@ -71,8 +71,8 @@ Status DBImpl::CheckOptions() const {
   }
   if (options_.wal_segment_size_bytes < (64 << 10) ||
       options_.wal_segment_size_bytes > (std::uint64_t{1} << 30) ||
-      options_.wal_segment_size_bytes % 4096 != 0) {
-    return out_of_range("wal_segment_size_bytes (64 KiB..1 GiB, a multiple of 4096)");
+      options_.wal_segment_size_bytes % kWalBlockSizeBytes != 0) {
+    return out_of_range("wal_segment_size_bytes (64 KiB..1 GiB, a multiple of 32 KiB)");
   }
   if (options_.wal_buffer_size_bytes > (64 << 20)) {
     return out_of_range("wal_buffer_size_bytes (0..64 MiB)");
@@ -126,6 +126,13 @@ Status DBImpl::OpenStore() {
   }
   if (options_.create_if_missing) {
     CFS_RETURN_IF_ERROR(env_->CreateDirIfMissing(dir_));
+  } else if (auto listed = env_->ListDir(dir_); !listed.ok()) {
+    if (listed.status().IsNotFound()) {
+      return Status::InvalidArgument(dir_ +
+                                     ": no store here (the directory does not exist) "
+                                     "and create_if_missing is off");
+    }
+    return listed.status();
   }
   auto lock = env_->LockFile(LockFileName(dir_));
   if (!lock.ok()) return lock.status();
@@ -183,8 +190,9 @@ io::Task<Status> DBImpl::OpenAsync() {
 
   if (!have_current) {
     if (!options_.create_if_missing) {
-      co_return Status::InvalidArgument(dir_ + ": no store here (CURRENT is missing) and "
-                                               "create_if_missing is off");
+      co_return Status::InvalidArgument(dir_ +
+                                        ": no store here (CURRENT is missing) and "
+                                        "create_if_missing is off");
     }
     CFS_CO_RETURN_IF_ERROR(co_await versions_->Create());
   } else {
@@ -476,8 +484,7 @@ SequenceNumber DBImpl::ReadSequence(const ReadOptions& options) const {
 }
 
 bool DBImpl::GetFromMemTables(const SuperVersion& super_version, std::string_view key,
-                              SequenceNumber sequence, std::string* value,
-                              Status* status) const {
+                              SequenceNumber sequence, std::string* value, Status* status) const {
   for (MemTable* mem : {super_version.mem, super_version.imm}) {
     if (mem == nullptr) continue;
     switch (mem->Get(key, sequence, value)) {

@@ -104,8 +104,7 @@ class DBImpl final : public DB {
   void RecordBackgroundErrorLocked(const Status& status);
 
   io::Task<Status> GetFromTables(std::shared_ptr<const SuperVersion> super_version,
-                                 std::string_view key, SequenceNumber sequence,
-                                 std::string* value);
+                                 std::string_view key, SequenceNumber sequence, std::string* value);
   // The memtable part of Get: true when it decided the answer (in *status).
   bool GetFromMemTables(const SuperVersion& super_version, std::string_view key,
                         SequenceNumber sequence, std::string* value, Status* status) const;
@@ -135,18 +134,18 @@ class DBImpl final : public DB {
   std::atomic<SequenceNumber> last_sequence_{0};
 
   mutable std::mutex mutex_;
-  MemTable* mem_ = nullptr;                     // GUARDED_BY(mutex_)
-  std::uint64_t mem_log_number_ = 0;            // GUARDED_BY(mutex_): mem_'s first segment
-  MemTable* imm_ = nullptr;                     // GUARDED_BY(mutex_)
-  std::uint64_t imm_next_log_number_ = 0;       // GUARDED_BY(mutex_): mem_log_number_ at switch
-  std::shared_ptr<const SuperVersion> super_;   // GUARDED_BY(mutex_)
-  bool flush_scheduled_ = false;                // GUARDED_BY(mutex_)
-  std::uint64_t flushes_completed_ = 0;         // GUARDED_BY(mutex_)
-  std::uint64_t flushes_started_ = 0;           // GUARDED_BY(mutex_)
-  Status bg_error_;                             // GUARDED_BY(mutex_): sticky
-  bool closed_ = false;                         // GUARDED_BY(mutex_)
-  std::string wal_record_;                      // GUARDED_BY(mutex_): the record being framed
-  std::multiset<SequenceNumber> snapshots_;     // GUARDED_BY(mutex_)
+  MemTable* mem_ = nullptr;                    // GUARDED_BY(mutex_)
+  std::uint64_t mem_log_number_ = 0;           // GUARDED_BY(mutex_): mem_'s first segment
+  MemTable* imm_ = nullptr;                    // GUARDED_BY(mutex_)
+  std::uint64_t imm_next_log_number_ = 0;      // GUARDED_BY(mutex_): mem_log_number_ at switch
+  std::shared_ptr<const SuperVersion> super_;  // GUARDED_BY(mutex_)
+  bool flush_scheduled_ = false;               // GUARDED_BY(mutex_)
+  std::uint64_t flushes_completed_ = 0;        // GUARDED_BY(mutex_)
+  std::uint64_t flushes_started_ = 0;          // GUARDED_BY(mutex_)
+  Status bg_error_;                            // GUARDED_BY(mutex_): sticky
+  bool closed_ = false;                        // GUARDED_BY(mutex_)
+  std::string wal_record_;                     // GUARDED_BY(mutex_): the record being framed
+  std::multiset<SequenceNumber> snapshots_;    // GUARDED_BY(mutex_)
   // Notified when a flush finishes or fails and when the store closes.
   io::WaitQueue background_changed_;
 

@@ -12,8 +12,8 @@ namespace {
 
 class DBIter final : public Iterator {
  public:
-  DBIter(std::unique_ptr<InternalIterator> inner, SequenceNumber sequence,
-         io::Scheduler* scheduler, std::shared_ptr<const void> keep_alive)
+  DBIter(std::unique_ptr<InternalIterator> inner, SequenceNumber sequence, io::Scheduler* scheduler,
+         std::shared_ptr<const void> keep_alive)
       : keep_alive_(std::move(keep_alive)),
         inner_(std::move(inner)),
         sequence_(sequence),

@@ -131,13 +131,16 @@ class LazyIterator final : public InternalIterator {
   }
 
   io::Task<void> SeekToFirst() override {
-    if (co_await Ready()) co_await inner_->SeekToFirst();
+    const bool ready = co_await Ready();
+    if (ready) co_await inner_->SeekToFirst();
   }
   io::Task<void> SeekToLast() override {
-    if (co_await Ready()) co_await inner_->SeekToLast();
+    const bool ready = co_await Ready();
+    if (ready) co_await inner_->SeekToLast();
   }
   io::Task<void> Seek(std::string_view target) override {
-    if (co_await Ready()) co_await inner_->Seek(target);
+    const bool ready = co_await Ready();
+    if (ready) co_await inner_->Seek(target);
   }
   io::Task<void> Next() override { co_await inner_->Next(); }
   io::Task<void> Prev() override { co_await inner_->Prev(); }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "db/internal_iterator.h"
+#include "engine/result.h"
 
 namespace cascadefs::engine {
 

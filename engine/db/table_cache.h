@@ -18,9 +18,9 @@
 #include <string>
 #include <unordered_map>
 
+#include "db/internal_iterator.h"
 #include "engine/env.h"
 #include "engine/io/task.h"
-#include "db/internal_iterator.h"
 #include "engine/result.h"
 #include "sst/table.h"
 

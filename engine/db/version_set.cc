@@ -48,8 +48,7 @@ Status VersionSet::Apply(const Version& base, const VersionEdit& edit, Version* 
   *out = base;
   for (const auto& [level, number] : edit.removed_files()) {
     if (level < 0 || level >= kNumLevels) {
-      return Status::Corruption("manifest edit removes a file from level " +
-                                std::to_string(level));
+      return Status::Corruption("manifest edit removes a file from level " + std::to_string(level));
     }
     auto& files = out->files[static_cast<std::size_t>(level)];
     auto it = std::find_if(files.begin(), files.end(),
@@ -114,18 +113,7 @@ io::Task<Status> VersionSet::Recover() {
   std::uint64_t log_number = 0;
   std::uint64_t next_file = 0;
   SequenceNumber last_sequence = 0;
-  std::uint32_t format_version = 0;
-  Status apply_status;
-  auto on_record = [&](std::string_view record) -> Status {
-    VersionEdit edit;
-    Status decoded = edit.DecodeFrom(record);
-    if (!decoded.ok()) return decoded;
-    if (edit.has_format_version()) format_version = edit.format_version();
-    if (format_version > kStoreFormatVersion) {
-      return Status::NotSupported(
-          "store format version " + std::to_string(format_version) +
-          " is newer than this cascadefs supports (" + std::to_string(kStoreFormatVersion) + ")");
-    }
+  auto on_edit = [&](const VersionEdit& edit, std::uint64_t /*offset*/) -> Status {
     Version next;
     CFS_RETURN_IF_ERROR(Apply(version, edit, &next));
     version = std::move(next);
@@ -143,14 +131,18 @@ io::Task<Status> VersionSet::Recover() {
     }
     return Status::OK();
   };
-  Status read = co_await ReadManifest(env_, path, on_record);
-  if (!read.ok()) co_return read.WithContext(path);
-  if (format_version == 0) {
-    co_return Status::Corruption(path + ": manifest records no store format version");
+  // Checks the format version (NotSupported when newer) and the framing of every record.
+  auto summary = co_await ReadManifest(env_, path, on_edit);
+  if (!summary.ok()) co_return summary.status();
+  if (summary.value().torn_tail()) {
+    // Every edit is synced before it takes effect, so a torn last record was never in
+    // effect. The manifest is not appended to again (Open starts a new one).
+    torn_tail_reason_ = summary.value().torn_tail_reason;
   }
   if (!have_log_number || !have_next_file || !have_last_sequence) {
-    co_return Status::Corruption(path + ": manifest lacks the log number, next file number "
-                                        "or last sequence");
+    co_return Status::Corruption(path +
+                                 ": manifest lacks the log number, next file number "
+                                 "or last sequence");
   }
   manifest_number_ = manifest_number.value();
   log_number_ = log_number;

@@ -36,9 +36,6 @@ namespace cascadefs::engine {
 
 class ManifestWriter;
 
-// The store format this build writes, recorded in every manifest. A store with a larger one
-// is refused (NotSupported) at Open.
-inline constexpr std::uint32_t kStoreFormatVersion = 1;
 // A manifest larger than this is replaced by a new one holding only the current state.
 inline constexpr std::uint64_t kManifestRollSizeBytes = 64 << 20;
 
@@ -75,6 +72,8 @@ class VersionSet {
   SequenceNumber last_sequence() const { return last_sequence_; }
   void set_last_sequence(SequenceNumber sequence) { last_sequence_ = sequence; }
   std::uint64_t manifest_number() const { return manifest_number_; }
+  // Why the manifest read at Recover ended early (a torn last record), or empty.
+  const std::string& torn_tail_reason() const { return torn_tail_reason_; }
   // Manifests made obsolete by a roll; the DB removes them.
   std::vector<std::uint64_t> TakeObsoleteManifests();
 
@@ -92,6 +91,7 @@ class VersionSet {
   std::uint64_t manifest_number_ = 0;
   std::unique_ptr<ManifestWriter> manifest_;
   std::vector<std::uint64_t> obsolete_manifests_;
+  std::string torn_tail_reason_;
 
   mutable std::mutex current_mutex_;
   std::shared_ptr<const Version> current_;  // GUARDED_BY(current_mutex_)

@@ -1,6 +1,5 @@
 // write_batch.cc: WriteBatch and its encoding (write_batch_internal.h has the layout).
 #include "db/write_batch_internal.h"
-
 #include "engine/options.h"
 #include "memtable/memtable.h"
 #include "util/coding.h"
@@ -96,9 +95,9 @@ class ValidateHandler : public WriteBatch::Handler {
   void Put(std::string_view key, std::string_view value) override {
     CheckKey(key);
     if (status.ok() && value.size() > kValueSizeMax) {
-      status = Status::InvalidArgument("value of " + std::to_string(value.size()) +
-                                       " bytes exceeds the maximum of " +
-                                       std::to_string(kValueSizeMax));
+      status =
+          Status::InvalidArgument("value of " + std::to_string(value.size()) +
+                                  " bytes exceeds the maximum of " + std::to_string(kValueSizeMax));
     }
   }
   void Delete(std::string_view key) override { CheckKey(key); }
@@ -107,9 +106,9 @@ class ValidateHandler : public WriteBatch::Handler {
  private:
   void CheckKey(std::string_view key) {
     if (status.ok() && key.size() > kKeySizeMax) {
-      status = Status::InvalidArgument("key of " + std::to_string(key.size()) +
-                                       " bytes exceeds the maximum of " +
-                                       std::to_string(kKeySizeMax));
+      status =
+          Status::InvalidArgument("key of " + std::to_string(key.size()) +
+                                  " bytes exceeds the maximum of " + std::to_string(kKeySizeMax));
     }
   }
 };

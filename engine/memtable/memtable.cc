@@ -52,14 +52,18 @@ void MemTable::Add(SequenceNumber sequence, ValueType type, std::string_view use
       static_cast<std::size_t>(VarintLength(value.size())) + value.size();
   char* entry = arena_.Allocate(encoded_size);
   char* p = EncodeVarint32(entry, static_cast<std::uint32_t>(internal_key_size));
-  std::memcpy(p, user_key.data(), user_key.size());
+  if (!user_key.empty()) std::memcpy(p, user_key.data(), user_key.size());
   p += user_key.size();
   EncodeFixed64(p, PackSequenceAndType(sequence, type));
   p += kInternalKeyTrailerBytes;
   p = EncodeVarint32(p, static_cast<std::uint32_t>(value.size()));
-  std::memcpy(p, value.data(), value.size());
+  if (!value.empty()) std::memcpy(p, value.data(), value.size());
   CFS_DASSERT(p + value.size() == entry + encoded_size);
   table_.Insert(entry);
+  // One writer: a load and a store, not a read-modify-write. Node: key pointer + ~1.33 links.
+  constexpr std::size_t kNodeBytesEstimate = 8 + 12;
+  data_bytes_.store(data_bytes_.load(std::memory_order_relaxed) + encoded_size + kNodeBytesEstimate,
+                    std::memory_order_relaxed);
   num_entries_.fetch_add(1, std::memory_order_relaxed);
   if (type == ValueType::kDeletion) num_deletes_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -78,7 +82,7 @@ MemTable::GetResult MemTable::Get(std::string_view user_key, SequenceNumber sequ
     lookup = heap_buffer.get();
   }
   char* p = EncodeVarint32(lookup, static_cast<std::uint32_t>(internal_key_size));
-  std::memcpy(p, user_key.data(), user_key.size());
+  if (!user_key.empty()) std::memcpy(p, user_key.data(), user_key.size());
   EncodeFixed64(p + user_key.size(), PackSequenceAndType(sequence, kValueTypeForSeek));
 
   Table::Iterator it(&table_);

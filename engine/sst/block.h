@@ -38,11 +38,12 @@ class Block {
 
  private:
   friend class BlockIter;
-  Block(std::string contents, std::string where) : contents_(std::move(contents)), where_(std::move(where)) {}
+  Block(std::string contents, std::string where)
+      : contents_(std::move(contents)), where_(std::move(where)) {}
 
   std::string contents_;
   std::string where_;
-  std::uint32_t data_end_ = 0;      // entries occupy [0, data_end_)
+  std::uint32_t data_end_ = 0;  // entries occupy [0, data_end_)
   std::uint32_t num_restarts_ = 0;
   std::uint8_t restart_width_ = 2;
 

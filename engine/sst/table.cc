@@ -118,23 +118,22 @@ io::Task<Result<std::unique_ptr<Table>>> Table::Open(const TableOptions& /*optio
       if (!contents.ok()) co_return contents.status();
       auto partition = Block::Parse(std::move(contents).value(), Where(f, handle.offset));
       if (!partition.ok()) co_return partition.status();
-      CFS_CO_RETURN_IF_ERROR(
-          partition.value()->ForEach([&](std::string_view key, std::string_view value) {
-            IndexEntry entry;
-            entry.last_key.assign(key);
-            if (!GetVarint64(&value, &entry.handle.offset) ||
-                !GetVarint64(&value, &entry.handle.size) ||
-                !GetVarint32(&value, &entry.block_number) ||
-                entry.block_number + 1 >= table->filter_offsets_.size()) {
-              return Corrupt(f, handle.offset, "malformed index entry");
-            }
-            if (!table->index_.empty() &&
-                CompareInternalKeys(table->index_.back().last_key, entry.last_key) >= 0) {
-              return Corrupt(f, handle.offset, "index keys out of order");
-            }
-            table->index_.push_back(std::move(entry));
-            return Status::OK();
-          }));
+      CFS_CO_RETURN_IF_ERROR(partition.value()->ForEach([&](std::string_view key,
+                                                            std::string_view value) {
+        IndexEntry entry;
+        entry.last_key.assign(key);
+        if (!GetVarint64(&value, &entry.handle.offset) ||
+            !GetVarint64(&value, &entry.handle.size) || !GetVarint32(&value, &entry.block_number) ||
+            entry.block_number + 1 >= table->filter_offsets_.size()) {
+          return Corrupt(f, handle.offset, "malformed index entry");
+        }
+        if (!table->index_.empty() &&
+            CompareInternalKeys(table->index_.back().last_key, entry.last_key) >= 0) {
+          return Corrupt(f, handle.offset, "index keys out of order");
+        }
+        table->index_.push_back(std::move(entry));
+        return Status::OK();
+      }));
     }
   }
   co_return std::move(table);
@@ -207,7 +206,8 @@ class TableIterator final : public InternalIterator {
   }
 
   io::Task<void> SeekToFirst() override {
-    if (co_await LoadBlock(0)) co_await block_it_->SeekToFirst();
+    const bool loaded = co_await LoadBlock(0);
+    if (loaded) co_await block_it_->SeekToFirst();
     co_await SkipEmptyForward();
   }
   io::Task<void> SeekToLast() override {
@@ -215,11 +215,13 @@ class TableIterator final : public InternalIterator {
       block_it_.reset();
       co_return;
     }
-    if (co_await LoadBlock(table_->index_.size() - 1)) co_await block_it_->SeekToLast();
+    const bool loaded = co_await LoadBlock(table_->index_.size() - 1);
+    if (loaded) co_await block_it_->SeekToLast();
     co_await SkipEmptyBackward();
   }
   io::Task<void> Seek(std::string_view target) override {
-    if (co_await LoadBlock(table_->FindBlock(target))) co_await block_it_->Seek(target);
+    const bool loaded = co_await LoadBlock(table_->FindBlock(target));
+    if (loaded) co_await block_it_->Seek(target);
     co_await SkipEmptyForward();
   }
   io::Task<void> Next() override {
@@ -248,7 +250,8 @@ class TableIterator final : public InternalIterator {
 
   io::Task<void> SkipEmptyForward() {
     while (block_it_ != nullptr && !block_it_->Valid() && block_it_->status().ok()) {
-      if (!(co_await LoadBlock(block_index_ + 1))) co_return;
+      const bool loaded = co_await LoadBlock(block_index_ + 1);
+      if (!loaded) co_return;
       co_await block_it_->SeekToFirst();
     }
   }
@@ -259,7 +262,8 @@ class TableIterator final : public InternalIterator {
         block_it_.reset();
         co_return;
       }
-      if (!(co_await LoadBlock(block_index_ - 1))) co_return;
+      const bool loaded = co_await LoadBlock(block_index_ - 1);
+      if (!loaded) co_return;
       co_await block_it_->SeekToLast();
     }
   }

@@ -68,7 +68,7 @@ class Table {
 
   std::unique_ptr<RandomAccessFile> file_;
   std::vector<IndexEntry> index_;
-  std::string filters_;                       // the filter block's filter bytes
+  std::string filters_;                        // the filter block's filter bytes
   std::vector<std::uint32_t> filter_offsets_;  // one per block, then the end
   std::uint64_t num_entries_ = 0;
   std::string smallest_key_;

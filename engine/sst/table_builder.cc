@@ -10,7 +10,10 @@ namespace cascadefs::engine {
 TableBuilder::TableBuilder(const TableOptions& options, WritableFile* file)
     : options_(options),
       file_(file),
-      aligned_(options.compression == Compression::kNone),
+      // Alignment pays only for uncompressed blocks of at least a page; below that (tests'
+      // tiny blocks) the padding would dwarf the data.
+      aligned_(options.compression == Compression::kNone &&
+               options.block_size_bytes >= kBlockAlignBytes),
       data_block_(options.block_restart_interval) {}
 
 void TableBuilder::Add(std::string_view internal_key, std::string_view value) {
@@ -20,8 +23,7 @@ void TableBuilder::Add(std::string_view internal_key, std::string_view value) {
   // block then fits its 4 KiB page and alignment wastes little.
   if (!data_block_.empty() &&
       data_block_.CurrentSizeEstimate() +
-              BlockBuilder::EntrySizeMax(internal_key.size(), value.size()) +
-              kBlockTrailerBytes >
+              BlockBuilder::EntrySizeMax(internal_key.size(), value.size()) + kBlockTrailerBytes >
           options_.block_size_bytes) {
     FinishDataBlock();
   }
@@ -106,8 +108,8 @@ io::Task<Status> TableBuilder::Finish() {
     PutVarint64(&value, entry.handle.offset);
     PutVarint64(&value, entry.handle.size);
     PutVarint32(&value, entry.block_number);
-    if (!partition.empty() && partition.CurrentSizeEstimate() >=
-                                  options_.index_partition_size_bytes) {
+    if (!partition.empty() &&
+        partition.CurrentSizeEstimate() >= options_.index_partition_size_bytes) {
       finish_partition();
     }
     partition.Add(entry.last_key, value);

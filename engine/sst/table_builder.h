@@ -52,15 +52,15 @@ class TableBuilder {
 
   const TableOptions options_;
   WritableFile* const file_;
-  const bool aligned_;  // uncompressed tables align data blocks to kBlockAlignBytes
+  const bool aligned_;  // uncompressed tables of >= 4 KiB blocks align data blocks to pages
   BlockBuilder data_block_;
   std::vector<std::uint64_t> block_hashes_;  // user-key hashes of the current block
   std::string filters_;                      // filters of finished blocks, concatenated
   std::vector<std::uint32_t> filter_offsets_;
   std::vector<IndexEntry> index_;
-  std::string pending_;                      // file bytes not yet written
-  std::uint64_t pending_offset_ = 0;         // where pending_ starts in the file
-  std::uint64_t offset_ = 0;                 // bytes of the file image so far
+  std::string pending_;               // file bytes not yet written
+  std::uint64_t pending_offset_ = 0;  // where pending_ starts in the file
+  std::uint64_t offset_ = 0;          // bytes of the file image so far
   std::uint64_t num_entries_ = 0;
   std::uint64_t raw_key_bytes_ = 0;
   std::uint64_t raw_value_bytes_ = 0;

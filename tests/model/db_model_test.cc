@@ -36,8 +36,7 @@ using Model = std::map<std::string, std::string>;
 
 std::uint64_t SeedFromEnvironment() {
   if (const char* text = std::getenv("CFS_TEST_SEED")) return std::strtoull(text, nullptr, 10);
-  return static_cast<std::uint64_t>(
-      std::chrono::steady_clock::now().time_since_epoch().count());
+  return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
 }
 
 enum class EnvKind { kMem, kScheduler };
@@ -110,9 +109,7 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
     return value;
   }
 
-  bool Coin(int percent) {
-    return std::uniform_int_distribution<int>(0, 99)(rng_) < percent;
-  }
+  bool Coin(int percent) { return std::uniform_int_distribution<int>(0, 99)(rng_) < percent; }
 
   // Both call forms, chosen at random.
   Status DoWrite(const WriteBatch& batch) {
@@ -244,7 +241,9 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
         if (!snapshots_.empty()) {
           const auto& [snapshot, snapshot_model] = snapshots_.back();
           ASSERT_NO_FATAL_FAILURE(CheckGet(snapshot_model, snapshot, RandomKey()));
-          if (Coin(20)) ASSERT_NO_FATAL_FAILURE(CheckSeekAndSteps(snapshot_model, snapshot));
+          if (Coin(20)) {
+            ASSERT_NO_FATAL_FAILURE(CheckSeekAndSteps(snapshot_model, snapshot));
+          }
         }
       } else if (op < 95) {
         ASSERT_NO_FATAL_FAILURE(CheckSeekAndSteps(model, nullptr));
@@ -278,16 +277,17 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
 
 TEST_P(DbModelTest, RandomOperationsMatchModel) { Run(SeedFromEnvironment()); }
 
-INSTANTIATE_TEST_SUITE_P(
-    Settings, DbModelTest,
-    ::testing::Values(ModelParam{EnvKind::kMem, Compression::kNone, 6000},
-                      ModelParam{EnvKind::kMem, Compression::kZstd, 3000},
-                      ModelParam{EnvKind::kScheduler, Compression::kNone, 3000}),
-    [](const ::testing::TestParamInfo<ModelParam>& info) {
-      std::string name = info.param.env == EnvKind::kMem ? "MemEnv" : "SchedulerEnv";
-      name += info.param.compression == Compression::kZstd ? "Zstd" : "Plain";
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(Settings, DbModelTest,
+                         ::testing::Values(ModelParam{EnvKind::kMem, Compression::kNone, 6000},
+                                           ModelParam{EnvKind::kMem, Compression::kZstd, 3000},
+                                           ModelParam{EnvKind::kScheduler, Compression::kNone,
+                                                      3000}),
+                         [](const ::testing::TestParamInfo<ModelParam>& info) {
+                           std::string name =
+                               info.param.env == EnvKind::kMem ? "MemEnv" : "SchedulerEnv";
+                           name += info.param.compression == Compression::kZstd ? "Zstd" : "Plain";
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace cascadefs::engine

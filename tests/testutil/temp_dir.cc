@@ -10,8 +10,8 @@ namespace cascadefs::testutil {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base != nullptr && *base ? base : "/var/tmp") +
-                        "/cascadefs-test-XXXXXX";
+  std::string pattern =
+      std::string(base != nullptr && *base ? base : "/var/tmp") + "/cascadefs-test-XXXXXX";
   char* made = mkdtemp(pattern.data());
   CFS_ASSERT(made != nullptr);
   path_ = made;

@@ -59,7 +59,8 @@ struct Options {
 
   // Size of each WAL segment file. Segments are preallocated, filled front to back, and
   // reused as a ring once the memtable whose records they hold is flushed. A record larger
-  // than a segment spans several. Multiple of 4096. Range: 64 KiB..1 GiB. Default: 16 MiB.
+  // than a segment spans several. Multiple of 32 KiB (the WAL's block). Range: 64 KiB..1 GiB.
+  // Default: 16 MiB.
   std::uint64_t wal_segment_size_bytes = 16 << 20;
   // Unsynced WAL bytes held in memory before they are written to the segment (without a
   // sync). A write with WriteOptions::sync, Flush and Close write them out at once. A kill -9
