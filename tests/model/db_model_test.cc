@@ -5,7 +5,7 @@
 // switches, flushes to many small multi-block SSTs, and reopens (WAL replay).
 // Method: LevelDB's ModelDB idea. A seeded random sequence of puts, deletes, batches,
 // snapshots, iterators, flushes and reopens runs against both; after every step the answers
-// are compared. Tiny memtables (4 KiB) and blocks (256 B) make flushes and multi-block tables
+// are compared. Tiny memtables (24 KiB) and blocks (256 B) make flushes and multi-block tables
 // constant. Both call forms are exercised: blocking calls and coroutines on the scheduler.
 // The seed comes from CFS_TEST_SEED or the clock, and is printed on failure; a failing seed
 // becomes a regression test below.
@@ -65,7 +65,7 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
     }
     options_.scheduler = scheduler_.get();
     options_.env = env_.get();
-    options_.write_buffer_size_bytes = 4 << 10;
+    options_.write_buffer_size_bytes = 24 << 10;
     options_.block_size_bytes = 256;
     options_.index_partition_size_bytes = 256;
     options_.block_restart_interval = 4;
@@ -262,7 +262,7 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
     }
     ASSERT_NO_FATAL_FAILURE(CheckFullScan(model, nullptr));
     const DbStats stats = db_->stats();
-    EXPECT_GT(stats.memtable_flushes, 0u) << "the run never flushed: the test lost its point";
+    EXPECT_GT(stats.sst_files, 1u) << "the run made no SSTs: the test lost its point";
   }
 
   std::mt19937_64 rng_;
