@@ -781,7 +781,9 @@ Status DBImpl::Close() {
     super_.reset();
     if (mem_ != nullptr) mem_->Unref();
     mem_ = nullptr;
-    CFS_ASSERT(imm_ == nullptr);
+    // Still set only after a failed flush: its data is in the WAL, replayed at the next Open.
+    if (imm_ != nullptr) imm_->Unref();
+    imm_ = nullptr;
   }
   wal_.reset();
   table_cache_.reset();

@@ -5,7 +5,7 @@
 // switches, flushes to many small multi-block SSTs, and reopens (WAL replay).
 // Method: LevelDB's ModelDB idea. A seeded random sequence of puts, deletes, batches,
 // snapshots, iterators, flushes and reopens runs against both; after every step the answers
-// are compared. Tiny memtables (24 KiB) and blocks (256 B) make flushes and multi-block tables
+// are compared. Tiny memtables (64 KiB) and blocks (256 B) make flushes and multi-block tables
 // constant. Both call forms are exercised: blocking calls and coroutines on the scheduler.
 // The seed comes from CFS_TEST_SEED or the clock, and is printed on failure; a failing seed
 // becomes a regression test below.
@@ -65,7 +65,7 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
     }
     options_.scheduler = scheduler_.get();
     options_.env = env_.get();
-    options_.write_buffer_size_bytes = 24 << 10;
+    options_.write_buffer_size_bytes = 64 << 10;
     options_.block_size_bytes = 256;
     options_.index_partition_size_bytes = 256;
     options_.block_restart_interval = 4;
@@ -247,7 +247,7 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
         }
       } else if (op < 95) {
         ASSERT_NO_FATAL_FAILURE(CheckSeekAndSteps(model, nullptr));
-      } else if (op < 97) {
+      } else if (op < 96) {
         ASSERT_NO_FATAL_FAILURE(CheckFullScan(model, nullptr));
       } else if (op < 98) {
         ASSERT_TRUE(db_->Flush().ok());
