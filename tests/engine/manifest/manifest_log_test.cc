@@ -410,6 +410,32 @@ TEST(ManifestLogTest, ReadErrorIsReturned) {
   ExpectMessageContains(summary.status(), "injected read error");
 }
 
+TEST(ManifestLogTest, OpenThroughAnEnv) {
+  testing::InlineEnv env;
+  const std::string bytes = WriteManifest(EncodedEdits(2));
+  env.files[kPath] = std::make_shared<std::string>(bytes);
+  int calls = 0;
+  const Result<ManifestSummary> summary =
+      RunInline(ReadManifest(&env, kPath, [&calls](const VersionEdit&, std::uint64_t) {
+        ++calls;
+        return Status::OK();
+      }));
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->edit_count, 2u);
+  EXPECT_EQ(calls, 2);
+
+  Result<std::unique_ptr<ManifestReader>> reader = RunInline(ManifestReader::Open(&env, kPath));
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ((*reader)->file_size_bytes(), bytes.size());
+  EXPECT_EQ((*reader)->path(), kPath);
+
+  const Result<ManifestSummary> missing =
+      RunInline(ReadManifest(&env, "store/MANIFEST-000009",
+                             [](const VersionEdit&, std::uint64_t) { return Status::OK(); }));
+  EXPECT_TRUE(missing.status().IsNotFound()) << missing.status().ToString();
+  EXPECT_TRUE(RunInline(ManifestReader::Open(&env, "store/MANIFEST-000009")).status().IsNotFound());
+}
+
 TEST(ManifestLogTest, WriterRefusesAnOversizedEdit) {
   auto owned = std::make_unique<StringWritableFile>(kPath);
   StringWritableFile* file = owned.get();
