@@ -5,8 +5,8 @@
 // Method: write manifests with ManifestWriter into an in-memory file (string_file.h), then
 // cut, extend and flip their bytes and read them back with ManifestReader/ReadManifest, run
 // inline on the test thread (no scheduler: the in-memory files never suspend). Injected write
-// and sync failures check the writer's failed state. The same API over a real Env is tested in
-// manifest_env_test.cc.
+// and sync failures check the writer's failed state. The same API over MemEnv and the scheduler
+// Env is in manifest_env_test.cc.pending, enabled once helper/env is merged.
 #include "manifest/manifest_log.h"
 
 #include <cstdint>
@@ -408,6 +408,32 @@ TEST(ManifestLogTest, ReadErrorIsReturned) {
                              [](const VersionEdit&, std::uint64_t) { return Status::OK(); }));
   ASSERT_TRUE(summary.status().IsIOError());
   ExpectMessageContains(summary.status(), "injected read error");
+}
+
+TEST(ManifestLogTest, OpenThroughAnEnv) {
+  testing::InlineEnv env;
+  const std::string bytes = WriteManifest(EncodedEdits(2));
+  env.files[kPath] = std::make_shared<std::string>(bytes);
+  int calls = 0;
+  const Result<ManifestSummary> summary =
+      RunInline(ReadManifest(&env, kPath, [&calls](const VersionEdit&, std::uint64_t) {
+        ++calls;
+        return Status::OK();
+      }));
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->edit_count, 2u);
+  EXPECT_EQ(calls, 2);
+
+  Result<std::unique_ptr<ManifestReader>> reader = RunInline(ManifestReader::Open(&env, kPath));
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ((*reader)->file_size_bytes(), bytes.size());
+  EXPECT_EQ((*reader)->path(), kPath);
+
+  const Result<ManifestSummary> missing =
+      RunInline(ReadManifest(&env, "store/MANIFEST-000009",
+                             [](const VersionEdit&, std::uint64_t) { return Status::OK(); }));
+  EXPECT_TRUE(missing.status().IsNotFound()) << missing.status().ToString();
+  EXPECT_TRUE(RunInline(ManifestReader::Open(&env, "store/MANIFEST-000009")).status().IsNotFound());
 }
 
 TEST(ManifestLogTest, WriterRefusesAnOversizedEdit) {

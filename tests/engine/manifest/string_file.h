@@ -1,10 +1,12 @@
-// string_file.h: test helpers to run manifest readers over bytes in memory, with no scheduler.
+// string_file.h: test helpers to run manifest code over bytes in memory, with no scheduler.
 //
-// StringFile is a RandomAccessFile over a string whose Read finishes without suspending, and
-// RunInline drives a Task to completion on the calling thread: awaiting a Task starts it with
-// a plain call (task.h), so a task that never awaits real I/O finishes inside that call. The
-// fuzz targets (tests/fuzz/manifest_*_fuzz.cc) use these to feed arbitrary bytes to the
-// reader fast, and the unit tests use them to damage files byte by byte.
+// StringFile is a RandomAccessFile over a string whose Read finishes without suspending;
+// StringWritableFile and InlineEnv do the same for writes and whole Env calls (with injected
+// failures and a log of calls). RunInline drives a Task to completion on the calling thread:
+// awaiting a Task starts it with a plain call (task.h), so a task that never awaits real I/O
+// finishes inside that call. The fuzz targets (tests/fuzz/manifest_*_fuzz.cc) use these to
+// feed arbitrary bytes to the reader fast, and the unit tests use them to damage files byte by
+// byte and to fail each step of a protocol.
 //
 // Thread safety: none needed; everything runs on the calling thread.
 #pragma once
@@ -13,10 +15,13 @@
 #include <coroutine>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "engine/assert.h"
 #include "engine/env.h"
@@ -79,6 +84,120 @@ class StringWritableFile final : public WritableFile {
 
  private:
   std::string path_;
+};
+
+// An Env over a map of paths to strings, whose tasks never suspend (run them with RunInline).
+// It logs every mutating call ("write <path>", "sync <path>", "close <path>", "rename <from>
+// <to>", "remove <path>", "syncdir <dir>") so tests can check the order of a protocol, and
+// fails the operation named in `fail_op` (same spelling, first word only) with IOError.
+// Directories are not modelled: any path may hold a file.
+class InlineEnv final : public Env {
+ public:
+  io::Scheduler* scheduler() const override { return nullptr; }
+
+  io::Task<Result<std::unique_ptr<WritableFile>>> NewWritableFile(const std::string& path,
+                                                                  WriteMode mode) override {
+    if (fail_op == "open") co_return Status::IOError(path + ": injected open error");
+    auto it = files.find(path);
+    if (mode == WriteMode::kCreateExclusive && it != files.end()) {
+      co_return Status::Busy(path + ": exists");
+    }
+    if (mode == WriteMode::kOpenExisting && it == files.end()) {
+      co_return Status::NotFound(path + ": no such file");
+    }
+    if (it == files.end() || mode == WriteMode::kCreateTruncate) {
+      files[path] = std::make_shared<std::string>();
+    }
+    co_return std::unique_ptr<WritableFile>(std::make_unique<File>(this, path, files[path]));
+  }
+  io::Task<Result<std::unique_ptr<RandomAccessFile>>> NewRandomAccessFile(
+      const std::string& path) override {
+    auto it = files.find(path);
+    if (it == files.end()) co_return Status::NotFound(path + ": no such file");
+    co_return std::unique_ptr<RandomAccessFile>(std::make_unique<StringFile>(path, *it->second));
+  }
+  io::Task<Status> RenameFile(const std::string& from, const std::string& to) override {
+    log.push_back("rename " + from + " " + to);
+    if (fail_op == "rename") co_return Status::IOError(from + ": injected rename error");
+    auto it = files.find(from);
+    if (it == files.end()) co_return Status::NotFound(from + ": no such file");
+    files[to] = it->second;
+    files.erase(from);
+    co_return Status::OK();
+  }
+  io::Task<Status> RemoveFile(const std::string& path) override {
+    log.push_back("remove " + path);
+    if (files.erase(path) == 0) co_return Status::NotFound(path + ": no such file");
+    co_return Status::OK();
+  }
+  io::Task<Status> SyncDir(const std::string& dir) override {
+    log.push_back("syncdir " + dir);
+    if (fail_op == "syncdir") co_return Status::IOError(dir + ": injected sync error");
+    co_return Status::OK();
+  }
+  io::Task<Result<std::uint64_t>> FileSize(const std::string& path) override {
+    auto it = files.find(path);
+    if (it == files.end()) co_return Status::NotFound(path + ": no such file");
+    co_return static_cast<std::uint64_t>(it->second->size());
+  }
+  Status CreateDirIfMissing(const std::string&) override { return Status::OK(); }
+  Result<std::vector<std::string>> ListDir(const std::string&) override {
+    return Status::NotSupported("InlineEnv::ListDir");
+  }
+  Status Truncate(const std::string& path, std::uint64_t size_bytes) override {
+    auto it = files.find(path);
+    if (it == files.end()) return Status::NotFound(path + ": no such file");
+    it->second->resize(static_cast<std::size_t>(size_bytes));
+    return Status::OK();
+  }
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string&) override {
+    return Status::NotSupported("InlineEnv::LockFile");
+  }
+
+  // The contents of `path`, or nullopt when it does not exist.
+  std::optional<std::string> Contents(const std::string& path) const {
+    auto it = files.find(path);
+    if (it == files.end()) return std::nullopt;
+    return *it->second;
+  }
+
+  std::map<std::string, std::shared_ptr<std::string>> files;
+  std::vector<std::string> log;
+  std::string fail_op;  // "open", "write", "sync", "close", "rename" or "syncdir"
+
+ private:
+  class File final : public WritableFile {
+   public:
+    File(InlineEnv* env, std::string path, std::shared_ptr<std::string> contents)
+        : env_(env), path_(std::move(path)), contents_(std::move(contents)) {}
+    io::Task<Status> WriteAt(std::uint64_t offset, std::string_view data) override {
+      env_->log.push_back("write " + path_);
+      if (env_->fail_op == "write") co_return Status::IOError(path_ + ": injected write error");
+      const auto end = static_cast<std::size_t>(offset) + data.size();
+      if (contents_->size() < end) contents_->resize(end);
+      contents_->replace(static_cast<std::size_t>(offset), data.size(), data);
+      co_return Status::OK();
+    }
+    io::Task<Status> Sync() override {
+      env_->log.push_back("sync " + path_);
+      if (env_->fail_op == "sync") co_return Status::IOError(path_ + ": injected sync error");
+      co_return Status::OK();
+    }
+    io::Task<Status> Allocate(std::uint64_t, std::uint64_t) override {
+      co_return Status::NotSupported("InlineEnv::Allocate");
+    }
+    io::Task<Status> Close() override {
+      env_->log.push_back("close " + path_);
+      if (env_->fail_op == "close") co_return Status::IOError(path_ + ": injected close error");
+      co_return Status::OK();
+    }
+    const std::string& path() const override { return path_; }
+
+   private:
+    InlineEnv* env_;
+    std::string path_;
+    std::shared_ptr<std::string> contents_;
+  };
 };
 
 namespace detail {
