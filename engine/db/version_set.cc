@@ -51,8 +51,10 @@ Status VersionSet::Apply(const Version& base, const VersionEdit& edit, Version* 
       return Status::Corruption("manifest edit removes a file from level " + std::to_string(level));
     }
     auto& files = out->files[static_cast<std::size_t>(level)];
+    // A copy: clang 14 cannot capture a structured binding.
+    const std::uint64_t removed = number;
     auto it = std::find_if(files.begin(), files.end(),
-                           [number](const auto& file) { return file->number == number; });
+                           [removed](const auto& file) { return file->number == removed; });
     if (it == files.end()) {
       return Status::Corruption("manifest edit removes file " + std::to_string(number) +
                                 " which level " + std::to_string(level) + " lacks");

@@ -81,7 +81,7 @@ TEST(WaitQueueTest, ThreadWaitsForTaskNotify) {
   auto scheduler = MakeScheduler(2);
   Gate gate;
   auto notifier = [&]() -> Task<void> {
-    co_await Sleep(std::chrono::milliseconds(10));
+    (void)co_await Sleep(std::chrono::milliseconds(10));
     std::lock_guard lock(gate.mutex);
     gate.value = 7;
     gate.queue.NotifyAll();
