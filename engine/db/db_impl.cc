@@ -346,6 +346,8 @@ DBImpl::WriteStep DBImpl::SwitchMemTableLocked(Status* status) {
   mem_ = new MemTable();
   mem_->Ref();
   mem_log_number_ = next_log.value();
+  // One flush per immutable memtable: Flush() waits for flushes_completed_ to reach this count.
+  ++flushes_started_;
   InstallSuperVersionLocked();
   ScheduleFlushLocked();
   return WriteStep::kDone;
@@ -597,9 +599,8 @@ void DBImpl::ReleaseSnapshot(const Snapshot* snapshot) {
 
 void DBImpl::ScheduleFlushLocked() {
   CFS_ASSERT(imm_ != nullptr);
-  if (flush_scheduled_) return;
+  if (flush_scheduled_) return;  // that task schedules the next when it ends (BackgroundFlush)
   flush_scheduled_ = true;
-  ++flushes_started_;
   scheduler_->Spawn(BackgroundFlush(), io::Priority::kBackground);
 }
 
@@ -611,6 +612,10 @@ io::Task<void> DBImpl::BackgroundFlush() {
     RecordBackgroundErrorLocked(status.WithContext(dir_ + ": flush"));
   } else {
     ++flushes_completed_;
+    // A writer may have filled mem_ and made it immutable between FlushImmutable releasing the
+    // lock and this task taking it again: it saw flush_scheduled_ still set and scheduled
+    // nothing. Flush that memtable now, or its writers would wait forever.
+    if (imm_ != nullptr && !closed_) ScheduleFlushLocked();
   }
   background_changed_.NotifyAll();
 }
