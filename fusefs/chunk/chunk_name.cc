@@ -26,7 +26,7 @@ int HexValue(char c) {
 ChunkName ChunkName::Of(std::string_view data) {
   const XXH128_hash_t digest = XXH3_128bits(data.data(), data.size());
   ChunkName name;
-  name.bytes_[0] = static_cast<std::uint8_t>(HashAlgorithm::kXxh3_128);
+  name.bytes_[0] = static_cast<std::uint8_t>(HashAlgorithm::kXxh3Bits128);
   StoreBigEndian64(&name.bytes_[1], digest.high64);
   StoreBigEndian64(&name.bytes_[9], digest.low64);
   return name;
@@ -38,7 +38,7 @@ Result<ChunkName> ChunkName::Decode(std::string_view encoded) {
                               " bytes, expected " + std::to_string(kEncodedSize));
   }
   const auto tag = static_cast<std::uint8_t>(encoded[0]);
-  if (tag != static_cast<std::uint8_t>(HashAlgorithm::kXxh3_128)) {
+  if (tag != static_cast<std::uint8_t>(HashAlgorithm::kXxh3Bits128)) {
     return Status::Corruption("chunk name with unknown hash algorithm tag " + std::to_string(tag));
   }
   ChunkName name;
@@ -79,7 +79,7 @@ std::string ChunkName::ToHex() const {
 }
 
 bool ChunkName::Matches(std::string_view data) const {
-  return algorithm() == HashAlgorithm::kXxh3_128 && Of(data) == *this;
+  return algorithm() == HashAlgorithm::kXxh3Bits128 && Of(data) == *this;
 }
 
 std::uint64_t ChunkName::digest_prefix64() const {

@@ -65,7 +65,7 @@ std::uint64_t NewlineMask64(const std::uint8_t* p) {
 #if defined(__SSE2__)
   const __m128i newline = _mm_set1_epi8('\n');
   std::uint64_t mask = 0;
-  for (int lane = 0; lane < 4; ++lane) {
+  for (std::size_t lane = 0; lane < 4; ++lane) {
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * lane));
     const auto bits = static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, newline)));
     mask |= static_cast<std::uint64_t>(bits) << (16 * lane);
@@ -92,7 +92,7 @@ Status ChunkerOptions::Validate() const {
   auto bad = [](const char* name, std::size_t value, const std::string& rule) {
     return Status::InvalidArgument(std::string(name) + " = " + std::to_string(value) + ": " + rule);
   };
-  if (text_target_bytes < 1 || text_target_bytes > 8 * 1024) {
+  if (text_target_bytes < 1 || text_target_bytes > std::size_t{8} * 1024) {
     return bad("text_target_bytes", text_target_bytes, "must be in [1, 8192]");
   }
   if (text_min_bytes > text_target_bytes) {

@@ -207,7 +207,7 @@ TEST(ChunkerTest, UndecidedUntilMaxBytes) {
 TEST(ChunkNameTest, HexRoundTripAndAlgorithmTag) {
   const ChunkName name = ChunkName::Of("hello");
   EXPECT_FALSE(name.is_null());
-  EXPECT_EQ(name.algorithm(), HashAlgorithm::kXxh3_128);
+  EXPECT_EQ(name.algorithm(), HashAlgorithm::kXxh3Bits128);
   EXPECT_EQ(name.encoded().size(), ChunkName::kEncodedSize);
   EXPECT_EQ(name.ToHex().substr(0, 2), "01");
   auto parsed = ChunkName::FromHex(name.ToHex());

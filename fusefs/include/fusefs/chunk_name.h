@@ -20,7 +20,7 @@
 namespace cascadefs::fusefs {
 
 enum class HashAlgorithm : std::uint8_t {
-  kXxh3_128 = 1,
+  kXxh3Bits128 = 1,
 };
 
 class ChunkName {

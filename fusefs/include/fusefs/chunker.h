@@ -34,10 +34,10 @@ enum class ChunkerKind : std::uint8_t {
 };
 
 // The largest chunk any chunker option allows (bytes); also the largest leaf a reader accepts.
-inline constexpr std::size_t kChunkSizeMax = 256 * 1024;
+inline constexpr std::size_t kChunkSizeMax = std::size_t{256} * 1024;
 
 // How many leading bytes DetectChunkerKind looks at.
-inline constexpr std::size_t kDetectPrefixBytes = 8 * 1024;
+inline constexpr std::size_t kDetectPrefixBytes = std::size_t{8} * 1024;
 
 struct ChunkerOptions {
   // Text. Defaults: 4 KiB target, the page size the kernel reads in and small enough that a
@@ -46,13 +46,13 @@ struct ChunkerOptions {
   // min <= target, target <= max <= kChunkSizeMax.
   std::size_t text_min_bytes = 1024;
   std::size_t text_target_bytes = 4096;
-  std::size_t text_max_bytes = 16 * 1024;
+  std::size_t text_max_bytes = 16384;
 
   // Binary (FastCDC). Defaults: 4 KiB / 16 KiB / 64 KiB, the paper's ratios around a 16 KiB
   // average. Range: 64 <= min < avg < max <= kChunkSizeMax, avg a power of two.
-  std::size_t binary_min_bytes = 4 * 1024;
-  std::size_t binary_avg_bytes = 16 * 1024;
-  std::size_t binary_max_bytes = 64 * 1024;
+  std::size_t binary_min_bytes = 4096;
+  std::size_t binary_avg_bytes = 16384;
+  std::size_t binary_max_bytes = 65536;
 
   // InvalidArgument naming the first option out of range.
   Status Validate() const;
