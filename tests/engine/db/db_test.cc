@@ -7,7 +7,9 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -97,6 +99,37 @@ TEST_F(DbTest, ManyWritesFlushInTheBackgroundAndStayReadable) {
   EXPECT_GT(stats.memtable_flushes, 0u);
   EXPECT_EQ(stats.writes, 3000u);
   EXPECT_EQ(stats.last_sequence, 3000u);
+  ASSERT_TRUE(db->Close().ok());
+}
+
+// Regression: a writer that filled the memtable while the previous flush was between its
+// last two critical sections saw a flush still scheduled and scheduled none; the immutable
+// memtable then never flushed and every writer waited forever. Writers on a small write buffer
+// make memtable switches race flush completions constantly (without the fix this hung in 8 of
+// 10 runs under TSan).
+TEST_F(DbTest, ConcurrentWritersNeverStallForeverOnMemtableSwitches) {
+  auto db = OpenOrDie();  // 16 KiB write buffer
+  constexpr int kThreads = 2;
+  constexpr int kWritesPerThread = 10000;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&db, t] {
+      for (int i = 0; i < kWritesPerThread; ++i) {
+        const std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+        ASSERT_TRUE(db->Put({}, key, std::string(60, static_cast<char>('a' + i % 26))).ok());
+      }
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  ASSERT_TRUE(db->Flush().ok());
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kWritesPerThread; i += 13) {
+      EXPECT_EQ(GetOrStatus(*db, "t" + std::to_string(t) + "-" + std::to_string(i)),
+                std::string(60, static_cast<char>('a' + i % 26)));
+    }
+  }
+  const DbStats stats = db->stats();
+  EXPECT_GT(stats.memtable_flushes, 10u);
   ASSERT_TRUE(db->Close().ok());
 }
 
