@@ -12,8 +12,8 @@
 // Every engine gets the same settings, printed on stderr and in each row's "options":
 // write buffer 64 MiB, WAL on without sync, --compression (LevelDB has no zstd: it runs
 // without compression then, and says so), bloom filters of 10 bits per key, 4 KiB blocks,
-// max_open_files 1000, a block cache of --cache-mb for the anchors (cascade has none yet: it
-// arrives with the compaction issue). Writes use each engine's blocking API from one thread.
+// max_open_files 1000, a block cache of --cache-mb for every engine. Writes use each engine's
+// blocking API from one thread.
 // Reads of cascade run twice: `cascade` with --cascade-clients coroutines on the store's
 // scheduler awaiting GetAsync (how code on our runtime reads), and `cascade-blocking` with
 // the blocking API from one thread (one scheduler hop per read that reaches an SST).
@@ -324,7 +324,7 @@ class CascadeEngine final : public Engine {
     o["compression"] = config_.compression;
     o["bloom_bits_per_key"] = 10;
     o["block_size"] = 4096;
-    o["block_cache_mib"] = "none yet (index and filters pinned per open table)";
+    o["block_cache_mib"] = config_.cache_mb;
     o["max_open_files"] = 1000;
     o["reads"] = fmt::format("{} coroutine clients on the store's scheduler (GetAsync)",
                              config_.cascade_clients);
@@ -341,6 +341,7 @@ class CascadeEngine final : public Engine {
     options.bloom_bits_per_key = 10;
     options.block_size_bytes = 4096;
     options.max_open_files = 1000;
+    options.block_cache_size_bytes = std::uint64_t{config_.cache_mb} << 20;
     options.compression =
         config_.compression == "zstd" ? engine::Compression::kZstd : engine::Compression::kNone;
     auto db = engine::DB::Open(options, path);
@@ -596,7 +597,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--compression", config.compression, "none|zstd")
       ->check(CLI::IsMember({"none", "zstd"}));
-  app.add_option("--cache-mb", config.cache_mb, "block cache of the anchors, MiB");
+  app.add_option("--cache-mb", config.cache_mb, "block cache of every engine, MiB");
   app.add_option("--cascade-clients", config.cascade_clients,
                  "concurrent coroutine readers for cascade")
       ->check(CLI::Range(1, 4096));
@@ -623,7 +624,7 @@ int main(int argc, char** argv) {
   if (mkdtemp(base.data()) == nullptr) Fail("setup", "cannot create a directory under TMPDIR");
   std::fprintf(stderr,
                "engine_bench: num %llu, value %u B, key 16 B, compression %s, write buffer 64 MiB, "
-               "WAL on without sync, bloom 10 bits/key, 4 KiB blocks, anchors' block cache %u MiB, "
+               "WAL on without sync, bloom 10 bits/key, 4 KiB blocks, block cache %u MiB, "
                "max_open_files 1000; stores under %s\n",
                static_cast<unsigned long long>(config.num), config.value_size,
                config.compression.c_str(), config.cache_mb, base.c_str());

@@ -98,6 +98,9 @@ Status DBImpl::CheckOptions() const {
   if (options_.max_open_files < 16 || options_.max_open_files > 100000) {
     return out_of_range("max_open_files (16..100000)");
   }
+  if (options_.block_cache_size_bytes > (std::uint64_t{1} << 40)) {
+    return out_of_range("block_cache_size_bytes (0..1 TiB)");
+  }
   return Status::OK();
 }
 
@@ -138,6 +141,10 @@ Status DBImpl::OpenStore() {
   if (!lock.ok()) return lock.status();
   lock_ = std::move(lock).value();
 
+  if (options_.block_cache_size_bytes > 0) {
+    block_cache_ = std::make_unique<BlockCache>(options_.block_cache_size_bytes);
+    table_options_.block_cache = block_cache_.get();
+  }
   table_cache_ = std::make_unique<TableCache>(env_, dir_, table_options_, options_.max_open_files);
   versions_ = std::make_unique<VersionSet>(env_, dir_);
   Status status = scheduler_->BlockOn(OpenAsync());
@@ -822,6 +829,12 @@ DbStats DBImpl::stats() const {
   if (table_cache_) {
     out.table_cache_opens = table_cache_->opens();
     out.bloom_useful = table_cache_->BloomNegatives();
+  }
+  if (block_cache_ != nullptr) {
+    const BlockCacheStats cache = block_cache_->stats();
+    out.block_cache_hits = cache.hits;
+    out.block_cache_misses = cache.misses;
+    out.block_cache_bytes = cache.bytes;
   }
   return out;
 }

@@ -36,6 +36,7 @@
 
 #include "db/dbformat.h"
 #include "db/table_cache.h"
+#include "sst/block_cache.h"
 #include "db/version_set.h"
 #include "engine/db.h"
 #include "engine/env.h"
@@ -127,6 +128,7 @@ class DBImpl final : public DB {
   Env* env_ = nullptr;
   std::unique_ptr<FileLock> lock_;
   TableOptions table_options_;
+  std::unique_ptr<BlockCache> block_cache_;  // before table_cache_: tables point into it
   std::unique_ptr<TableCache> table_cache_;
   std::unique_ptr<VersionSet> versions_;
   std::unique_ptr<WalWriter> wal_;

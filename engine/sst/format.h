@@ -63,6 +63,8 @@ Result<std::string> DecodeBlock(std::string_view stored, const std::string& path
 // Reads the block at `handle` and decodes it.
 io::Task<Result<std::string>> ReadBlock(const RandomAccessFile& file, const BlockHandle& handle);
 
+class BlockCache;
+
 struct TableOptions {
   std::uint32_t block_size_bytes = 4096;
   std::uint32_t block_restart_interval = 16;
@@ -70,6 +72,8 @@ struct TableOptions {
   std::uint32_t bloom_bits_per_key = 10;
   Compression compression = Compression::kNone;
   int zstd_level = 1;
+  // Data blocks read by tables go through this cache (not owned); null: no cache.
+  BlockCache* block_cache = nullptr;
 };
 
 }  // namespace cascadefs::engine

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "sst/block.h"
+#include "sst/block_cache.h"
 #include "sst/bloom.h"
 #include "util/coding.h"
 
@@ -23,7 +24,7 @@ std::string Where(const RandomAccessFile& file, std::uint64_t offset) {
 
 }  // namespace
 
-io::Task<Result<std::unique_ptr<Table>>> Table::Open(const TableOptions& /*options*/,
+io::Task<Result<std::unique_ptr<Table>>> Table::Open(const TableOptions& options,
                                                      std::unique_ptr<RandomAccessFile> file) {
   const std::uint64_t size = file->size_bytes();
   if (size < kFooterBytes) co_return Status::Corruption(file->path() + ": too short for an SST");
@@ -34,6 +35,8 @@ io::Task<Result<std::unique_ptr<Table>>> Table::Open(const TableOptions& /*optio
   Footer footer;
   CFS_CO_RETURN_IF_ERROR(footer.DecodeFrom(footer_bytes, file->path()));
   std::unique_ptr<Table> table(new Table(std::move(file)));
+  table->block_cache_ = options.block_cache;
+  if (table->block_cache_ != nullptr) table->cache_id_ = table->block_cache_->NewTableId();
   const RandomAccessFile& f = *table->file_;
 
   // Properties.
@@ -156,9 +159,17 @@ std::string_view Table::FilterOf(std::uint32_t block_number) const {
 
 io::Task<Result<std::shared_ptr<const Block>>> Table::LoadBlock(std::size_t index) const {
   const BlockHandle& handle = index_[index].handle;
+  if (block_cache_ != nullptr) {
+    std::shared_ptr<const Block> cached = block_cache_->Lookup(cache_id_, handle.offset);
+    if (cached != nullptr) co_return cached;
+  }
   auto contents = co_await ReadBlock(*file_, handle);
   if (!contents.ok()) co_return contents.status();
-  co_return Block::Parse(std::move(contents).value(), Where(*file_, handle.offset));
+  auto block = Block::Parse(std::move(contents).value(), Where(*file_, handle.offset));
+  if (block.ok() && block_cache_ != nullptr) {
+    block_cache_->Insert(cache_id_, handle.offset, block.value());
+  }
+  co_return block;
 }
 
 io::Task<Status> Table::Get(std::string_view lookup_key, TableGetResult* result) const {

@@ -4,7 +4,7 @@
 // keeps the index (one entry per data block: its last key, handle and filter) and the
 // filters in memory for the table's lifetime; the table cache bounds how many tables are
 // open. A point lookup then costs one data block read, or none when the block's bloom filter
-// rules the key out. (A block cache for data blocks arrives with the compaction issue, #7.)
+// rules the key out, or a block cache hit (TableOptions::block_cache).
 //
 // Thread safety: a Table is immutable after Open; Get and NewIterator may be called from any
 // number of tasks at once. Counters are relaxed atomics.
@@ -74,6 +74,8 @@ class Table {
   std::string smallest_key_;
   std::string largest_key_;
   mutable std::atomic<std::uint64_t> bloom_negatives_{0};
+  BlockCache* block_cache_ = nullptr;  // not owned; null: every block is read
+  std::uint64_t cache_id_ = 0;          // this table's key space in block_cache_
 };
 
 }  // namespace cascadefs::engine

@@ -48,6 +48,9 @@ struct DbStats {
   std::uint64_t sst_bytes = 0;            // their total size now
   std::uint64_t table_cache_opens = 0;    // SST files opened (table cache misses)
   std::uint64_t bloom_useful = 0;         // lookups a bloom filter answered "absent"
+  std::uint64_t block_cache_hits = 0;     // data block reads served by the block cache
+  std::uint64_t block_cache_misses = 0;   // data block reads that went to the file
+  std::uint64_t block_cache_bytes = 0;    // bytes of blocks cached now
   std::uint64_t last_sequence = 0;        // sequence number of the newest write
 };
 

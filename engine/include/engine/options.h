@@ -98,6 +98,10 @@ struct Options {
   // recently used is closed beyond it. These machines cap a process at 20,000 descriptors.
   // Range: 16..100,000. Default: 1,000.
   std::uint32_t max_open_files = 1000;
+  // Bytes of parsed SST data blocks kept in memory (a sharded LRU, 16 shards); 0 disables the
+  // cache. Index and filter blocks are held by each open table instead (max_open_files bounds
+  // them). Range: 0..1 TiB. Default: 256 MiB.
+  std::uint64_t block_cache_size_bytes = std::uint64_t{256} << 20;
 
   // Receives the store's few log lines (recovery truncating a torn WAL tail, a background
   // error). Called from any thread. Default: none (dropped).

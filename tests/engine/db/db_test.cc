@@ -133,6 +133,30 @@ TEST_F(DbTest, ConcurrentWritersNeverStallForeverOnMemtableSwitches) {
   ASSERT_TRUE(db->Close().ok());
 }
 
+TEST_F(DbTest, RepeatedReadsAreServedByTheBlockCache) {
+  auto db = OpenOrDie();
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_TRUE(db->Put({}, "key" + std::to_string(i), std::string(40, 'x')).ok());
+  }
+  ASSERT_TRUE(db->Flush().ok());
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 2000; i += 50)
+      EXPECT_EQ(GetOrStatus(*db, "key" + std::to_string(i)), std::string(40, 'x'));
+  }
+  DbStats stats = db->stats();
+  EXPECT_GT(stats.block_cache_hits, stats.block_cache_misses);
+  EXPECT_GT(stats.block_cache_bytes, 0u);
+  ASSERT_TRUE(db->Close().ok());
+
+  options_.block_cache_size_bytes = 0;  // off: every read goes to the file
+  db = OpenOrDie();
+  for (int i = 0; i < 2000; i += 50)
+    EXPECT_EQ(GetOrStatus(*db, "key" + std::to_string(i)), std::string(40, 'x'));
+  stats = db->stats();
+  EXPECT_EQ(stats.block_cache_hits + stats.block_cache_misses, 0u);
+  ASSERT_TRUE(db->Close().ok());
+}
+
 TEST_F(DbTest, SecondOpenIsRefusedAsInUse) {
   auto db = OpenOrDie();
   auto second = DB::Open(options_, dir_);
