@@ -77,7 +77,7 @@ io::Task<Result<std::unique_ptr<Table>>> Table::Open(const TableOptions& options
     table->filters_.assign(bytes.data(), filters_size);
     table->filter_offsets_.resize(count + 1);
     for (std::uint32_t i = 0; i < count; ++i) {
-      table->filter_offsets_[i] = DecodeFixed32(bytes.data() + filters_size + 4 * i);
+      table->filter_offsets_[i] = DecodeFixed32(bytes.data() + filters_size + std::size_t{4} * i);
       if (table->filter_offsets_[i] > filters_size ||
           (i > 0 && table->filter_offsets_[i] < table->filter_offsets_[i - 1])) {
         co_return Corrupt(f, footer.filter.offset, "filter offsets out of order");
