@@ -25,7 +25,6 @@
 // Errors: one line "chunk_bench: <cause>" on stderr, exit 1.
 #include <dirent.h>
 #include <sys/stat.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <chrono>
@@ -40,6 +39,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
 
 #include "engine/io/scheduler.h"
 #include "fusefs/chunk_store.h"
@@ -217,8 +217,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100));
   CLI11_PARSE(app, argc, argv);
 
-  const std::string text = Collect({"/usr/include", "/usr/lib/python3", "/usr/share/doc"},
-                                   text_mb << 20, /*text=*/true);
+  const std::string text =
+      Collect({"/usr/include", "/usr/lib/python3", "/usr/share/doc"}, text_mb << 20, /*text=*/true);
   const std::string binary =
       Collect({"/usr/lib/x86_64-linux-gnu", "/usr/bin", "/usr/lib"}, binary_mb << 20,
               /*text=*/false);
@@ -281,8 +281,7 @@ int main(int argc, char** argv) {
                tree.Splice(root, begin, end - begin, EditedLine(current, begin, end, 1), &edit),
                "line edit")
                .value();
-    const double edit_ms =
-        std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    const double edit_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     current.replace(begin, end - begin, EditedLine(current, begin, end, 1));
     nlohmann::ordered_json row;
     row["system"] = "cascadefs";
@@ -308,7 +307,8 @@ int main(int argc, char** argv) {
     }
     std::string check;
     cascadefs::Status status = scheduler.BlockOn(tree.Read(root, 0, root.length, &check));
-    if (!status.ok() || check != current) Die("version 20 does not read back: " + status.ToString());
+    if (!status.ok() || check != current)
+      Die("version 20 does not read back: " + status.ToString());
     const std::uint64_t twenty = store->stats().stored_bytes_added.load();
     row = nlohmann::ordered_json();
     row["system"] = "cascadefs";

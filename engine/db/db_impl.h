@@ -36,13 +36,13 @@
 
 #include "db/dbformat.h"
 #include "db/table_cache.h"
-#include "sst/block_cache.h"
 #include "db/version_set.h"
 #include "engine/db.h"
 #include "engine/env.h"
 #include "engine/io/scheduler.h"
 #include "engine/io/wait_queue.h"
 #include "memtable/memtable.h"
+#include "sst/block_cache.h"
 #include "wal/wal_writer.h"
 
 namespace cascadefs::engine {

@@ -56,8 +56,9 @@ void BlockCache::Insert(std::uint64_t table_id, std::uint64_t offset,
     shard.lru.push_front(Entry{key, std::move(block), charge});
     shard.index.emplace(key, shard.lru.begin());
     shard.usage_bytes += charge;
+    // Under the lock, so an eviction's subtraction never runs ahead of this addition.
+    bytes_.fetch_add(charge, std::memory_order_relaxed);
   }
-  bytes_.fetch_add(charge, std::memory_order_relaxed);
   inserts_.fetch_add(1, std::memory_order_relaxed);
 }
 

@@ -75,7 +75,7 @@ class Table {
   std::string largest_key_;
   mutable std::atomic<std::uint64_t> bloom_negatives_{0};
   BlockCache* block_cache_ = nullptr;  // not owned; null: every block is read
-  std::uint64_t cache_id_ = 0;          // this table's key space in block_cache_
+  std::uint64_t cache_id_ = 0;         // this table's key space in block_cache_
 };
 
 }  // namespace cascadefs::engine

@@ -1,8 +1,8 @@
 #include "fusefs/chunk_name.h"
 
-#include <xxhash.h>
-
 #include <cstring>
+
+#include <xxhash.h>
 
 namespace cascadefs::fusefs {
 namespace {

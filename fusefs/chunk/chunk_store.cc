@@ -1,9 +1,9 @@
 #include "fusefs/chunk_store.h"
 
-#include <zstd.h>
-
 #include <map>
 #include <mutex>
+
+#include <zstd.h>
 
 #include "engine/assert.h"
 #include "engine/db.h"
@@ -134,8 +134,8 @@ std::string EncodeChunkValue(std::string_view data, int zstd_level) {
   std::string value;
   if (data.size() >= 64) {
     value.resize(1 + ZSTD_compressBound(data.size()));
-    const std::size_t size = ZSTD_compress(value.data() + 1, value.size() - 1, data.data(),
-                                           data.size(), zstd_level);
+    const std::size_t size =
+        ZSTD_compress(value.data() + 1, value.size() - 1, data.data(), data.size(), zstd_level);
     // Compressed only when it saves at least 1/16: below that, decompressing on every read
     // costs more than the bytes it saves.
     if (!ZSTD_isError(size) && size <= data.size() - data.size() / 16) {
@@ -161,18 +161,18 @@ Result<std::string> DecodeChunkValue(const ChunkName& name, std::string_view val
       return ChunkCorruption(name, "zstd frame without a valid content size");
     }
     if (size > kChunkSizeMax) {
-      return ChunkCorruption(name, "zstd frame claims " + std::to_string(size) +
-                                       " bytes, above the chunk limit");
+      return ChunkCorruption(
+          name, "zstd frame claims " + std::to_string(size) + " bytes, above the chunk limit");
     }
     data.resize(size);
-    const std::size_t got = ZSTD_decompress(data.data(), data.size(), payload.data(),
-                                            payload.size());
+    const std::size_t got =
+        ZSTD_decompress(data.data(), data.size(), payload.data(), payload.size());
     if (ZSTD_isError(got) || got != size) {
       return ChunkCorruption(name, "zstd frame does not decode");
     }
   } else {
-    return ChunkCorruption(name, "unknown encoding " +
-                                     std::to_string(static_cast<unsigned char>(value[0])));
+    return ChunkCorruption(
+        name, "unknown encoding " + std::to_string(static_cast<unsigned char>(value[0])));
   }
   if (!name.Matches(data)) return ChunkCorruption(name, "bytes do not hash to the chunk's name");
   return data;

@@ -174,8 +174,7 @@ Chunker::Chunker(ChunkerKind kind, const ChunkerOptions& options) : kind_(kind) 
 
 std::optional<std::size_t> Chunker::FindCut(std::string_view data) const {
   const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
-  return kind_ == ChunkerKind::kText ? FindTextCut(p, data.size())
-                                     : FindBinaryCut(p, data.size());
+  return kind_ == ChunkerKind::kText ? FindTextCut(p, data.size()) : FindBinaryCut(p, data.size());
 }
 
 std::optional<std::size_t> Chunker::FindTextCut(const std::uint8_t* p, std::size_t size) const {

@@ -7,8 +7,8 @@
 #include <unordered_set>
 #include <utility>
 
-#include "engine/assert.h"
 #include "chunk/varint.h"
+#include "engine/assert.h"
 
 namespace cascadefs::fusefs {
 namespace {
@@ -256,8 +256,8 @@ io::Task<Result<DecodedNode>> RecipeTree::LoadNode(const ChunkName& name, int le
                                                    TreeWriteStats* stats) {
   Result<std::string> bytes = co_await store_->Get(name);
   if (!bytes.ok()) {
-    co_return std::move(bytes).status().WithContext("recipe node (level " +
-                                                    std::to_string(level) + ")");
+    co_return std::move(bytes).status().WithContext("recipe node (level " + std::to_string(level) +
+                                                    ")");
   }
   if (stats != nullptr) ++stats->nodes_read;
   Result<DecodedNode> node = DecodeNode(bytes.value());
@@ -273,9 +273,8 @@ io::Task<Result<DecodedNode>> RecipeTree::LoadNode(const ChunkName& name, int le
   co_return node;
 }
 
-io::Task<Status> RecipeTree::ReadRange(const ChunkName& name, int level,
-                                       std::uint64_t entry_length, std::uint64_t begin,
-                                       std::uint64_t end, std::string* out,
+io::Task<Status> RecipeTree::ReadRange(const ChunkName& name, int level, std::uint64_t entry_length,
+                                       std::uint64_t begin, std::uint64_t end, std::string* out,
                                        TreeWriteStats* stats) {
   if (level == 0) {
     Result<std::string> leaf = co_await store_->Get(name);
@@ -306,9 +305,8 @@ io::Task<Status> RecipeTree::ReadRange(const ChunkName& name, int level,
   co_return Status::OK();
 }
 
-io::Task<Status> RecipeTree::Read(const FileRoot& root, std::uint64_t offset,
-                                  std::uint64_t length, std::string* out,
-                                  TreeWriteStats* stats) {
+io::Task<Status> RecipeTree::Read(const FileRoot& root, std::uint64_t offset, std::uint64_t length,
+                                  std::string* out, TreeWriteStats* stats) {
   if (offset >= root.length || length == 0) co_return Status::OK();
   const std::uint64_t end = offset + std::min(length, root.length - offset);
   co_return co_await ReadRange(root.name, root.height, root.length, offset, end, out, stats);
@@ -404,8 +402,8 @@ class LevelCursor {
     int level = root_.height - static_cast<int>(depth) + 1;  // level of frame's node
     while (level - 1 > level_) {
       const NodeEntry child = frame->node.entries[frame->index];
-      Result<DecodedNode> node = co_await tree_->LoadNode(child.name, level - 1, child.length,
-                                                          stats_);
+      Result<DecodedNode> node =
+          co_await tree_->LoadNode(child.name, level - 1, child.length, stats_);
       if (!node.ok()) co_return node.status();
       stack_.push_back(Frame{std::move(node).value(), 0, next_start, next_start});
       frame = &stack_.back();
@@ -511,9 +509,8 @@ class SpliceOp {
     while (cursor < new_length) {
       while (buffer.size() < chunker.max_chunk_bytes() && tail.valid()) {
         const std::uint64_t from = std::max(tail.entry_start(), edit_end) - tail.entry_start();
-        CFS_CO_RETURN_IF_ERROR(co_await tree_->ReadRange(tail.entry().name, 0,
-                                                         tail.entry().length, from,
-                                                         tail.entry().length, &buffer, stats_));
+        CFS_CO_RETURN_IF_ERROR(co_await tree_->ReadRange(
+            tail.entry().name, 0, tail.entry().length, from, tail.entry().length, &buffer, stats_));
         old_cuts.push_back(tail.entry_end());
         CFS_CO_RETURN_IF_ERROR(co_await tail.Next());
       }
@@ -641,8 +638,8 @@ class SpliceOp {
 // ---- RecipeTree: edits ------------------------------------------------------------------------
 
 io::Task<Result<FileRoot>> RecipeTree::Splice(const FileRoot& root, std::uint64_t offset,
-                                              std::uint64_t remove_length,
-                                              std::string_view insert, TreeWriteStats* stats) {
+                                              std::uint64_t remove_length, std::string_view insert,
+                                              TreeWriteStats* stats) {
   if (offset > root.length || remove_length > root.length - offset) {
     co_return Status::InvalidArgument("splice of [" + std::to_string(offset) + ", +" +
                                       std::to_string(remove_length) + ") past the end of a " +
@@ -668,8 +665,8 @@ io::Task<Result<FileRoot>> RecipeTree::Truncate(const FileRoot& root, std::uint6
   const std::string zeros(std::min(new_length - root.length, kZeroFillStepBytes), '\0');
   while (current.length < new_length) {
     const std::uint64_t step = std::min<std::uint64_t>(new_length - current.length, zeros.size());
-    Result<FileRoot> next = co_await Splice(current, current.length, 0,
-                                            std::string_view(zeros).substr(0, step), stats);
+    Result<FileRoot> next =
+        co_await Splice(current, current.length, 0, std::string_view(zeros).substr(0, step), stats);
     if (!next.ok()) co_return next.status();
     current = next.value();
   }

@@ -1,12 +1,12 @@
 // Chunker: cut rules, sizes, kind detection and the stability of cuts under edits.
 #include "fusefs/chunker.h"
 
-#include <gtest/gtest.h>
-
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "fusefs/chunk_name.h"
 
@@ -86,9 +86,9 @@ TEST(DetectChunkerKindTest, TextUnlessNulOrInvalidUtf8) {
             ChunkerKind::kText);
   EXPECT_EQ(DetectChunkerKind(std::string("a\0b", 3)), ChunkerKind::kBinary);
   EXPECT_EQ(DetectChunkerKind("\xFF\xFE"), ChunkerKind::kBinary);
-  EXPECT_EQ(DetectChunkerKind("\xC0\xAF"), ChunkerKind::kBinary);         // overlong
-  EXPECT_EQ(DetectChunkerKind("\xED\xA0\x80"), ChunkerKind::kBinary);     // surrogate
-  EXPECT_EQ(DetectChunkerKind("ab\xC3 "), ChunkerKind::kBinary);          // bad continuation
+  EXPECT_EQ(DetectChunkerKind("\xC0\xAF"), ChunkerKind::kBinary);      // overlong
+  EXPECT_EQ(DetectChunkerKind("\xED\xA0\x80"), ChunkerKind::kBinary);  // surrogate
+  EXPECT_EQ(DetectChunkerKind("ab\xC3 "), ChunkerKind::kBinary);       // bad continuation
   // A NUL after the first 8 KiB does not count; a sequence cut off by the prefix's end neither.
   std::string late(kDetectPrefixBytes, 'x');
   late.push_back('\0');

@@ -1,9 +1,9 @@
 // The engine-backed chunk store: dedup, compression, verification on read, persistence, and a
 // recipe tree over a real store on disk.
-#include <gtest/gtest.h>
-
 #include <random>
 #include <string>
+
+#include <gtest/gtest.h>
 
 #include "engine/db.h"
 #include "engine/io/scheduler.h"

@@ -1,13 +1,13 @@
 // Seeds for tests/fuzz/recipe_node_fuzz.cc. With CFS_WRITE_FUZZ_CORPUS=1 this test rewrites
 // tests/fuzz/corpus/recipe_node/ from the encoders; otherwise it checks that every seed there
 // still parses as the fuzz target expects (the valid seeds decode, the damaged ones do not).
-#include <gtest/gtest.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
+
+#include <gtest/gtest.h>
 
 #include "fusefs/recipe.h"
 

@@ -2,8 +2,6 @@
 // equal a fresh build of the edited bytes), edit cost, diff, and damaged nodes.
 #include "fusefs/recipe.h"
 
-#include <gtest/gtest.h>
-
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -14,6 +12,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "engine/io/scheduler.h"
 #include "fusefs/chunk_store.h"
@@ -184,8 +184,8 @@ void RandomEdits(RecipeTest* test, ChunkerKind kind, std::uint64_t seed, int ste
   auto store = NewMemoryChunkStore();
   RecipeTree tree(store.get(), options);
   std::mt19937_64 rng(seed);
-  std::string reference = kind == ChunkerKind::kText ? RandomText(200000, seed)
-                                                     : RandomBytes(300000, seed);
+  std::string reference =
+      kind == ChunkerKind::kText ? RandomText(200000, seed) : RandomBytes(300000, seed);
   Result<FileRoot> root = test->Run(tree.Build(kind, reference));
   ASSERT_TRUE(root.ok());
   for (int step = 0; step < steps; ++step) {
@@ -193,8 +193,8 @@ void RandomEdits(RecipeTest* test, ChunkerKind kind, std::uint64_t seed, int ste
     const std::uint64_t size = reference.size();
     const int op = static_cast<int>(rng() % 6);
     const std::size_t length = rng() % 3 == 0 ? rng() % 70000 : rng() % 200;
-    std::string bytes = kind == ChunkerKind::kText ? RandomText(length, rng())
-                                                   : RandomBytes(length, rng());
+    std::string bytes =
+        kind == ChunkerKind::kText ? RandomText(length, rng()) : RandomBytes(length, rng());
     std::string what;
     if (op == 0) {  // overwrite, possibly past the end
       const std::uint64_t offset = rng() % (size + 1000);
@@ -230,9 +230,9 @@ void RandomEdits(RecipeTest* test, ChunkerKind kind, std::uint64_t seed, int ste
     ASSERT_EQ(root.value().length, reference.size()) << what;
     Result<FileRoot> fresh = test->Run(tree.Build(kind, reference));
     ASSERT_TRUE(fresh.ok());
-    ASSERT_EQ(root.value(), fresh.value()) << "step " << step << " " << what << " height "
-                                           << int(root.value().height) << " vs "
-                                           << int(fresh.value().height);
+    ASSERT_EQ(root.value(), fresh.value())
+        << "step " << step << " " << what << " height " << int(root.value().height) << " vs "
+        << int(fresh.value().height);
     if (step % 8 == 0) {
       std::string out;
       ASSERT_TRUE(test->Run(tree.Read(root.value(), 0, root.value().length, &out)).ok());

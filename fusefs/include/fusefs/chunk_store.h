@@ -31,8 +31,9 @@ class DB;
 namespace cascadefs::fusefs {
 
 struct PutOutcome {
-  bool added = false;             // false: the store already held this name
-  std::uint64_t stored_bytes = 0;  // bytes the new value occupies (encoding byte included); 0 if !added
+  bool added = false;  // false: the store already held this name
+  std::uint64_t stored_bytes =
+      0;  // bytes the new value occupies (encoding byte included); 0 if !added
 };
 
 struct ChunkStoreStats {

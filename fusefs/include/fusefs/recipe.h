@@ -44,7 +44,7 @@ inline constexpr int kTreeHeightMax = 12;  // 256^12 leaves: beyond any file
 // What a file's inode records about its bytes. An empty file has a FileRoot of length 0 and a
 // null name; a deleted file has no FileRoot at all (the namespace holds std::optional).
 struct FileRoot {
-  ChunkName name;         // the root chunk: a leaf when height == 0, else a node
+  ChunkName name;  // the root chunk: a leaf when height == 0, else a node
   std::uint64_t length = 0;
   std::uint8_t height = 0;  // 0: the file is one leaf chunk
   ChunkerKind kind = ChunkerKind::kText;
@@ -80,8 +80,8 @@ Result<DecodedNode> DecodeNode(std::string_view bytes);
 struct TreeWriteStats {
   std::uint64_t leaves_written = 0;  // chunks new to the store
   std::uint64_t nodes_written = 0;
-  std::uint64_t chunks_reused = 0;   // Puts of chunks the store already held
-  std::uint64_t stored_bytes = 0;    // encoded bytes of everything new
+  std::uint64_t chunks_reused = 0;  // Puts of chunks the store already held
+  std::uint64_t stored_bytes = 0;   // encoded bytes of everything new
   std::uint64_t nodes_read = 0;
   std::uint64_t leaves_read = 0;
 };
