@@ -95,6 +95,11 @@ io::Task<Result<std::shared_ptr<WalWriter::Segment>>> WalWriter::PrepareSegment(
   co_return segment;
 }
 
+io::Task<void> WalWriter::WaitIdle() {
+  std::unique_lock lock(mutex_);
+  while (!pending_.empty() || preparing_) co_await changed_.Wait(lock);
+}
+
 io::Task<void> WalWriter::PrepareAhead() {
   for (;;) {
     {

@@ -85,6 +85,9 @@ class WalWriter {
   io::Task<Status> SyncTo(WalPosition position);
   // Writes out the buffer and waits for every write (no sync).
   io::Task<Status> FlushBuffer();
+  // Waits until no write-out and no background segment preparation is in flight. What a test
+  // awaits before dropping a writer without Close to simulate a crash.
+  io::Task<void> WaitIdle();
   // Ends the current segment and starts the next; returns its log number. Busy as Append.
   Result<std::uint64_t> SwitchSegment();
   // Segments numbered below `log_number` hold only flushed records: reuse them.

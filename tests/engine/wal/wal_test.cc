@@ -165,7 +165,9 @@ TEST_F(WalTest, TornTailStopsCleanly) {
     ASSERT_TRUE(scheduler_->BlockOn(writer->SyncTo(synced)).ok());
     for (int i = 21; i < 40; ++i) AppendOrDie(*writer, Record(i, 100));
     ASSERT_TRUE(scheduler_->BlockOn(writer->FlushBuffer()).ok());
-    // Simulate a crash: the writer's object goes without Close (it has nothing in flight).
+    // A segment may still be in preparation in the background (the writer prepares ahead).
+    scheduler_->BlockOn(writer->WaitIdle());
+    // Simulate a crash: the writer's object goes without Close (nothing is in flight).
   }
   // Garbage over the unsynced part: what a power cut may leave.
   const std::vector<std::uint64_t> segments = Segments();
