@@ -4,6 +4,7 @@
 #include <deque>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -155,12 +156,10 @@ TreeBuilder::TreeBuilder(RecipeTree* tree, ChunkerKind kind, TreeWriteStats* sta
     : tree_(tree), chunker_(kind, tree->options()), stats_(stats) {}
 
 io::Task<Status> TreeBuilder::PushLeaf(std::string_view chunk) {
-  const ChunkName name = ChunkName::Of(chunk);
-  Result<PutOutcome> put = co_await tree_->store_->Put(name, chunk);
-  if (!put.ok()) co_return put.status();
-  AddWritten(stats_, /*leaf=*/true, put.value());
+  Result<NodeEntry> leaf = co_await tree_->StoreLeaf(chunk, stats_);
+  if (!leaf.ok()) co_return leaf.status();
   length_ += chunk.size();
-  co_return co_await PushEntry(0, NodeEntry{name, chunk.size()});
+  co_return co_await PushEntry(0, leaf.value());
 }
 
 io::Task<Status> TreeBuilder::PushEntry(int level, const NodeEntry& entry) {
@@ -176,14 +175,9 @@ io::Task<Status> TreeBuilder::PushEntry(int level, const NodeEntry& entry) {
 io::Task<Status> TreeBuilder::EmitNode(int level) {
   std::vector<NodeEntry> entries = std::move(levels_[level].pending);
   levels_[level].pending.clear();
-  const std::string bytes = EncodeNode(level + 1, entries);
-  const ChunkName name = ChunkName::Of(bytes);
-  Result<PutOutcome> put = co_await tree_->store_->Put(name, bytes);
-  if (!put.ok()) co_return put.status();
-  AddWritten(stats_, /*leaf=*/false, put.value());
-  std::uint64_t total = 0;
-  for (const NodeEntry& entry : entries) total += entry.length;
-  co_return co_await PushEntry(level + 1, NodeEntry{name, total});
+  Result<NodeEntry> node = co_await tree_->StoreNode(level + 1, entries, stats_);
+  if (!node.ok()) co_return node.status();
+  co_return co_await PushEntry(level + 1, node.value());
 }
 
 io::Task<Status> TreeBuilder::Append(std::string_view data) {
@@ -312,6 +306,26 @@ io::Task<Status> RecipeTree::Read(const FileRoot& root, std::uint64_t offset, st
   co_return co_await ReadRange(root.name, root.height, root.length, offset, end, out, stats);
 }
 
+io::Task<Result<NodeEntry>> RecipeTree::StoreLeaf(std::string_view chunk, TreeWriteStats* stats) {
+  const ChunkName name = ChunkName::Of(chunk);
+  Result<PutOutcome> put = co_await store_->Put(name, chunk);
+  if (!put.ok()) co_return put.status();
+  AddWritten(stats, /*leaf=*/true, put.value());
+  co_return NodeEntry{name, chunk.size()};
+}
+
+io::Task<Result<NodeEntry>> RecipeTree::StoreNode(int level, const std::vector<NodeEntry>& entries,
+                                                  TreeWriteStats* stats) {
+  const std::string bytes = EncodeNode(level, entries);
+  const ChunkName name = ChunkName::Of(bytes);
+  Result<PutOutcome> put = co_await store_->Put(name, bytes);
+  if (!put.ok()) co_return put.status();
+  AddWritten(stats, /*leaf=*/false, put.value());
+  std::uint64_t total = 0;
+  for (const NodeEntry& entry : entries) total += entry.length;
+  co_return NodeEntry{name, total};
+}
+
 io::Task<Result<FileRoot>> RecipeTree::CanonicalRoot(FileRoot root, TreeWriteStats* stats) {
   // A full build stops at the lowest level holding one entry; an edit that shrank the tree may
   // leave nodes with a single child on top. Step down through them.
@@ -327,12 +341,18 @@ io::Task<Result<FileRoot>> RecipeTree::CanonicalRoot(FileRoot root, TreeWriteSta
 
 // ---- LevelCursor: the entries of one level, in file order ---------------------------------------
 
+// Nodes one Splice has read, by name: its cursors walk overlapping paths (the same upper nodes
+// for every level), and each is read from the store once. Bounded by the nodes one edit touches,
+// O(height) times the few nodes re-chunked per level.
+using NodeCache = std::unordered_map<ChunkName, DecodedNode, ChunkNameHash>;
+
 // Walks the entries of level `level` (0: leaves) of `root`'s tree, left to right, holding the
-// nodes on the path from the root: O(height) nodes in memory, each node read once per cursor.
+// nodes on the path from the root: O(height) nodes in memory.
 class LevelCursor {
  public:
-  LevelCursor(RecipeTree* tree, const FileRoot& root, int level, TreeWriteStats* stats)
-      : tree_(tree), root_(root), level_(level), stats_(stats) {
+  LevelCursor(RecipeTree* tree, const FileRoot& root, int level, TreeWriteStats* stats,
+              NodeCache* cache)
+      : tree_(tree), root_(root), level_(level), stats_(stats), cache_(cache) {
     CFS_ASSERT(level >= 0 && level <= root.height && root.length > 0);
   }
 
@@ -340,11 +360,6 @@ class LevelCursor {
   const NodeEntry& entry() const { return entry_; }
   std::uint64_t entry_start() const { return entry_start_; }
   std::uint64_t entry_end() const { return entry_start_ + entry_.length; }
-  // The node of level level_ + 1 holding the current entry, its start, and the entry's index in
-  // it. REQUIRES: level_ < root height.
-  const DecodedNode& parent() const { return stack_.back().node; }
-  std::uint64_t parent_start() const { return stack_.back().node_start; }
-  std::size_t index_in_parent() const { return stack_.back().index; }
 
   // Positions at the entry holding byte `offset` (< root length).
   io::Task<Status> Seek(std::uint64_t offset) {
@@ -359,8 +374,7 @@ class LevelCursor {
     NodeEntry node_entry{root_.name, root_.length};
     std::uint64_t node_start = 0;
     for (int level = root_.height; level > level_; --level) {
-      Result<DecodedNode> node =
-          co_await tree_->LoadNode(node_entry.name, level, node_entry.length, stats_);
+      Result<DecodedNode> node = co_await Load(node_entry, level);
       if (!node.ok()) co_return node.status();
       std::size_t index = 0;
       std::uint64_t child_start = node_start;
@@ -369,7 +383,7 @@ class LevelCursor {
         ++index;
       }
       node_entry = node.value().entries[index];
-      stack_.push_back(Frame{std::move(node).value(), index, node_start, child_start});
+      stack_.push_back(Frame{std::move(node).value(), index});
       node_start = child_start;
     }
     entry_ = node_entry;
@@ -397,15 +411,13 @@ class LevelCursor {
     stack_.resize(depth);
     Frame* frame = &stack_.back();
     ++frame->index;
-    frame->child_start = next_start;
     // Descend along the leftmost children back to level_ + 1.
     int level = root_.height - static_cast<int>(depth) + 1;  // level of frame's node
     while (level - 1 > level_) {
       const NodeEntry child = frame->node.entries[frame->index];
-      Result<DecodedNode> node =
-          co_await tree_->LoadNode(child.name, level - 1, child.length, stats_);
+      Result<DecodedNode> node = co_await Load(child, level - 1);
       if (!node.ok()) co_return node.status();
-      stack_.push_back(Frame{std::move(node).value(), 0, next_start, next_start});
+      stack_.push_back(Frame{std::move(node).value(), 0});
       frame = &stack_.back();
       --level;
     }
@@ -417,15 +429,27 @@ class LevelCursor {
  private:
   struct Frame {
     DecodedNode node;
-    std::size_t index;         // the child on the path
-    std::uint64_t node_start;  // file offset of the node's first byte
-    std::uint64_t child_start;
+    std::size_t index;  // the child on the path
   };
+
+  // The node `entry` names, at `level`: from the cache when it holds it with the level and length
+  // this parent expects, else from the store (which checks them).
+  io::Task<Result<DecodedNode>> Load(const NodeEntry& entry, int level) {
+    auto cached = cache_->find(entry.name);
+    if (cached != cache_->end() && cached->second.level == level &&
+        cached->second.total_length == entry.length) {
+      co_return cached->second;
+    }
+    Result<DecodedNode> node = co_await tree_->LoadNode(entry.name, level, entry.length, stats_);
+    if (node.ok()) cache_->insert_or_assign(entry.name, node.value());
+    co_return node;
+  }
 
   RecipeTree* tree_;
   FileRoot root_;
   int level_;
   TreeWriteStats* stats_;
+  NodeCache* cache_;
   std::vector<Frame> stack_;
   bool valid_ = false;
   NodeEntry entry_;
@@ -486,7 +510,7 @@ class SpliceOp {
     // offset - max_chunk_bytes, whose start ends such a chunk.
     const std::uint64_t lookback = chunker.max_chunk_bytes();
     const std::uint64_t anchor = offset > lookback ? offset - lookback : 0;
-    LevelCursor head(tree_, root_, 0, stats_);
+    LevelCursor head(tree_, root_, 0, stats_, &nodes_);
     CFS_CO_RETURN_IF_ERROR(co_await head.Seek(std::min(anchor, root_.length - 1)));
     replaced_begin_ = head.entry_start();
 
@@ -496,7 +520,7 @@ class SpliceOp {
     buffer.append(insert);
 
     // Old bytes after the edit, and the old cuts at or after edit_end, in order.
-    LevelCursor tail(tree_, root_, 0, stats_);
+    LevelCursor tail(tree_, root_, 0, stats_, &nodes_);
     std::deque<std::uint64_t> old_cuts;
     if (edit_end < root_.length) {
       CFS_CO_RETURN_IF_ERROR(co_await tail.Seek(edit_end));
@@ -517,12 +541,10 @@ class SpliceOp {
       const std::optional<std::size_t> found = chunker.FindCut(buffer);
       const std::size_t cut = found.has_value() ? *found : buffer.size();
       CFS_ASSERT(cut > 0);
-      const std::string_view chunk = std::string_view(buffer).substr(0, cut);
-      const ChunkName name = ChunkName::Of(chunk);
-      Result<PutOutcome> put = co_await tree_->store_->Put(name, chunk);
-      if (!put.ok()) co_return put.status();
-      AddWritten(stats_, /*leaf=*/true, put.value());
-      replacement_.push_back(NodeEntry{name, cut});
+      Result<NodeEntry> leaf =
+          co_await tree_->StoreLeaf(std::string_view(buffer).substr(0, cut), stats_);
+      if (!leaf.ok()) co_return leaf.status();
+      replacement_.push_back(leaf.value());
       buffer.erase(0, cut);
       cursor += cut;
       if (Resynced(cursor, edit_end, &old_cuts)) co_return Status::OK();
@@ -555,12 +577,12 @@ class SpliceOp {
     replacement_.clear();
 
     // The node (level + 1) holding old_begin, and its entries before old_begin.
-    LevelCursor head(tree_, root_, level + 1, stats_);
+    LevelCursor head(tree_, root_, level + 1, stats_, &nodes_);
     CFS_CO_RETURN_IF_ERROR(co_await head.Seek(std::min(old_begin, root_.length - 1)));
     replaced_begin_ = head.entry_start();
     std::vector<NodeEntry> stream;  // level entries from replaced_begin_ on, not yet in a node
     {
-      LevelCursor children(tree_, root_, level, stats_);
+      LevelCursor children(tree_, root_, level, stats_, &nodes_);
       if (replaced_begin_ < old_begin) {
         CFS_CO_RETURN_IF_ERROR(co_await children.Seek(replaced_begin_));
         while (children.valid() && children.entry_start() < old_begin) {
@@ -572,8 +594,8 @@ class SpliceOp {
     stream.insert(stream.end(), changed.begin(), changed.end());
 
     // Old entries of this level from old_end on, and the old node cuts at or after old_end.
-    LevelCursor tail(tree_, root_, level, stats_);
-    LevelCursor tail_nodes(tree_, root_, level + 1, stats_);
+    LevelCursor tail(tree_, root_, level, stats_, &nodes_);
+    LevelCursor tail_nodes(tree_, root_, level + 1, stats_, &nodes_);
     std::deque<std::uint64_t> old_cuts;
     if (old_end < root_.length) {
       CFS_CO_RETURN_IF_ERROR(co_await tail.Seek(old_end));
@@ -584,7 +606,6 @@ class SpliceOp {
     std::uint64_t cursor = replaced_begin_;  // new coordinates
     std::size_t consumed = 0;                // entries of `stream` already in nodes
     std::vector<NodeEntry> node;
-    std::uint64_t node_length = 0;
     while (true) {
       if (consumed == stream.size()) {
         if (!tail.valid()) break;
@@ -595,12 +616,13 @@ class SpliceOp {
       }
       const NodeEntry entry = stream[consumed++];
       node.push_back(entry);
-      node_length += entry.length;
       const bool at_end = consumed == stream.size() && !tail.valid();
       if (!NodeCutAfter(entry, node.size()) && !at_end) continue;
-      CFS_CO_RETURN_IF_ERROR(co_await EmitNode(level + 1, &node, node_length));
-      cursor += node_length;
-      node_length = 0;
+      Result<NodeEntry> stored = co_await tree_->StoreNode(level + 1, node, stats_);
+      if (!stored.ok()) co_return stored.status();
+      replacement_.push_back(stored.value());
+      node.clear();
+      cursor += stored.value().length;
       // Learn the old node cuts up to where this node ends (in old coordinates).
       const std::int64_t old_signed = static_cast<std::int64_t>(cursor) - delta_;
       while (tail_nodes.valid() &&
@@ -615,17 +637,6 @@ class SpliceOp {
     co_return Status::OK();
   }
 
-  io::Task<Status> EmitNode(int level, std::vector<NodeEntry>* entries, std::uint64_t length) {
-    const std::string bytes = EncodeNode(level, *entries);
-    const ChunkName name = ChunkName::Of(bytes);
-    Result<PutOutcome> put = co_await tree_->store_->Put(name, bytes);
-    if (!put.ok()) co_return put.status();
-    AddWritten(stats_, /*leaf=*/false, put.value());
-    replacement_.push_back(NodeEntry{name, length});
-    entries->clear();
-    co_return Status::OK();
-  }
-
   RecipeTree* tree_;
   FileRoot root_;
   TreeWriteStats* stats_;
@@ -633,6 +644,7 @@ class SpliceOp {
   std::uint64_t replaced_begin_ = 0;
   std::uint64_t replaced_end_ = 0;
   std::vector<NodeEntry> replacement_;
+  NodeCache nodes_;
 };
 
 // ---- RecipeTree: edits ------------------------------------------------------------------------
@@ -734,8 +746,8 @@ io::Task<Status> RecipeTree::Diff(const FileRoot& root, const FileRoot& other,
   co_return Status::OK();
 }
 
-io::Task<Status> RecipeTree::Missing(const FileRoot& root, const HasChunk& has,
-                                     std::vector<ChunkName>* missing) {
+io::Task<Status> RecipeTree::WalkTopDown(const FileRoot& root, const HasChunk* has,
+                                         std::vector<ChunkName>* names, std::vector<int>* levels) {
   if (root.empty()) co_return Status::OK();
   struct Pending {
     ChunkName name;
@@ -747,36 +759,11 @@ io::Task<Status> RecipeTree::Missing(const FileRoot& root, const HasChunk& has,
   while (!stack.empty()) {
     const Pending item = stack.back();
     stack.pop_back();
-    Result<bool> held = co_await has(item.name);
-    if (!held.ok()) co_return held.status();
-    if (held.value()) continue;
-    missing->push_back(item.name);
-    if (item.level == 0) continue;
-    Result<DecodedNode> node = co_await LoadNode(item.name, item.level, item.length, nullptr);
-    if (!node.ok()) co_return node.status();
-    const auto& entries = node.value().entries;
-    for (auto child = entries.rbegin(); child != entries.rend(); ++child) {
-      if (seen.insert(child->name).second) {
-        stack.push_back(Pending{child->name, item.level - 1, child->length});
-      }
+    if (has != nullptr) {
+      Result<bool> held = co_await (*has)(item.name);
+      if (!held.ok()) co_return held.status();
+      if (held.value()) continue;
     }
-  }
-  co_return Status::OK();
-}
-
-io::Task<Status> RecipeTree::ListChunks(const FileRoot& root, std::vector<ChunkName>* names,
-                                        std::vector<int>* levels) {
-  if (root.empty()) co_return Status::OK();
-  struct Pending {
-    ChunkName name;
-    int level;
-    std::uint64_t length;
-  };
-  std::vector<Pending> stack{{root.name, root.height, root.length}};
-  std::unordered_set<ChunkName, ChunkNameHash> seen{root.name};
-  while (!stack.empty()) {
-    const Pending item = stack.back();
-    stack.pop_back();
     names->push_back(item.name);
     if (levels != nullptr) levels->push_back(item.level);
     if (item.level == 0) continue;
@@ -790,6 +777,16 @@ io::Task<Status> RecipeTree::ListChunks(const FileRoot& root, std::vector<ChunkN
     }
   }
   co_return Status::OK();
+}
+
+io::Task<Status> RecipeTree::Missing(const FileRoot& root, const HasChunk& has,
+                                     std::vector<ChunkName>* missing) {
+  co_return co_await WalkTopDown(root, &has, missing, nullptr);
+}
+
+io::Task<Status> RecipeTree::ListChunks(const FileRoot& root, std::vector<ChunkName>* names,
+                                        std::vector<int>* levels) {
+  co_return co_await WalkTopDown(root, nullptr, names, levels);
 }
 
 }  // namespace cascadefs::fusefs

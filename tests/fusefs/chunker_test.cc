@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "fusefs/chunk_name.h"
+#include "random_text.h"
 
 namespace cascadefs::fusefs {
 namespace {
@@ -27,15 +28,7 @@ std::vector<std::string> ChunkAll(const Chunker& chunker, std::string_view data)
 
 // Lines of random printable words, lengths 1..120 bytes: a stand-in for source text.
 std::string RandomText(std::size_t bytes, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string text;
-  while (text.size() < bytes) {
-    const std::size_t length = rng() % 120;
-    for (std::size_t i = 0; i < length; ++i) text.push_back(static_cast<char>(' ' + rng() % 95));
-    text.push_back('\n');
-  }
-  text.resize(bytes);
-  return text;
+  return test_data::RandomLines(bytes, seed, 120, ' ', 95);
 }
 
 std::string RandomBytes(std::size_t bytes, std::uint64_t seed) {

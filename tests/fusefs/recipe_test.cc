@@ -17,21 +17,13 @@
 
 #include "engine/io/scheduler.h"
 #include "fusefs/chunk_store.h"
+#include "random_text.h"
 
 namespace cascadefs::fusefs {
 namespace {
 
 std::string RandomText(std::size_t bytes, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string text;
-  text.reserve(bytes + 128);
-  while (text.size() < bytes) {
-    const std::size_t length = rng() % 100;
-    for (std::size_t i = 0; i < length; ++i) text.push_back(static_cast<char>('a' + rng() % 26));
-    text.push_back('\n');
-  }
-  text.resize(bytes);
-  return text;
+  return test_data::RandomLines(bytes, seed, 100, 'a', 26);
 }
 
 std::string RandomBytes(std::size_t bytes, std::uint64_t seed) {

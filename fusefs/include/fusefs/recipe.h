@@ -143,6 +143,13 @@ class RecipeTree {
                              std::uint64_t begin, std::uint64_t end, std::string* out,
                              TreeWriteStats* stats);
   io::Task<Result<FileRoot>> CanonicalRoot(FileRoot root, TreeWriteStats* stats);
+  // Stores a leaf / an inner node at `level` over `entries`; returns its parent entry.
+  io::Task<Result<NodeEntry>> StoreLeaf(std::string_view chunk, TreeWriteStats* stats);
+  io::Task<Result<NodeEntry>> StoreNode(int level, const std::vector<NodeEntry>& entries,
+                                        TreeWriteStats* stats);
+  // Parents first, each chunk once; skips the subtree of every chunk `has` (if given) holds.
+  io::Task<Status> WalkTopDown(const FileRoot& root, const HasChunk* has,
+                               std::vector<ChunkName>* names, std::vector<int>* levels);
 
   ChunkStore* store_;
   ChunkerOptions options_;
