@@ -1,7 +1,7 @@
 // main.cc: the `cascadefs` command line.
 //
-// Subcommands (mount, umount, serve, keygen, fsck, inspect, gc, status) join this binary as
-// their issues land; this file parses the command line with CLI11 and turns every failure into
+// Subcommands: mount, umount, status (serve, keygen, fsck, inspect and gc join as their issues
+// land). This file parses the command line with CLI11 and turns every failure into
 // the one-line error and exit code of STYLE.md ("cascadefs <command>: <path or key>: <cause>").
 // It is the only place that catches an exception: CLI11 reports parse errors by throwing.
 #include <cstdio>
@@ -11,6 +11,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include "commands.h"
+
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
@@ -19,6 +21,31 @@ int Run(int argc, char** argv) {
   CLI::App app{"cascadefs: a FUSE filesystem of content-addressed chunks in an LSM engine"};
   app.set_version_flag("--version", std::string("cascadefs ") + kVersion);
   app.require_subcommand(0, 1);
+
+  cascadefs::tools::MountArgs mount_args;
+  CLI::App* mount = app.add_subcommand("mount", "mount a store on a directory");
+  mount->add_option("--store", mount_args.store,
+                    "store directory, created on first use (default: "
+                    "$XDG_DATA_HOME/cascadefs/default)");
+  mount->add_flag("-f,--foreground", mount_args.foreground,
+                  "stay in the foreground, logging to stderr, until unmounted");
+  mount->add_flag("--read-only", mount_args.read_only, "mount read-only");
+  mount->add_option("--log-level", mount_args.log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  mount->add_option("MOUNTPOINT", mount_args.mountpoint, "directory to mount on")->required();
+
+  std::string umount_point;
+  CLI::App* umount = app.add_subcommand(
+      "umount", "flush, unmount and wait for the daemon to exit (clears a dead mount too)");
+  umount->add_option("MOUNTPOINT", umount_point, "the mount point")->required();
+
+  std::string status_point;
+  bool status_json = false;
+  CLI::App* status =
+      app.add_subcommand("status", "a running mount's store, transport, memory and counters");
+  status->add_option("MOUNTPOINT", status_point, "the mount point")->required();
+  status->add_flag("--json", status_json, "one JSON object");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -29,11 +56,11 @@ int Run(int argc, char** argv) {
     fmt::print(stderr, "cascadefs: {}\n", e.what());
     return 2;
   }
-  if (argc == 1) {
-    fmt::print(stderr, "{}", app.help());
-    return 2;
-  }
-  return 0;
+  if (mount->parsed()) return cascadefs::tools::RunMount(mount_args);
+  if (umount->parsed()) return cascadefs::tools::RunUmount(umount_point);
+  if (status->parsed()) return cascadefs::tools::RunStatus(status_point, status_json);
+  fmt::print(stderr, "{}", app.help());
+  return 2;
 }
 
 }  // namespace

@@ -1,0 +1,109 @@
+// mount.h: a mounted cascadefs filesystem, as the `cascadefs mount` daemon runs it.
+//
+// Mount::Start opens (or creates) the store, mounts it with the kernel (libfuse3 performs the
+// mount(2) or fusermount3 call; cascadefs speaks the protocol itself, docs/fusefs.md) and
+// serves requests on the io_uring scheduler until the filesystem is unmounted, by
+// `cascadefs umount`, umount(8), fusermount3 -u, or Unmount here.
+//
+// Lifecycle: Start -> (serving) -> Unmount or an external unmount -> Wait returns after the
+// daemon flushed every file, flushed the engine's memtable (the next mount replays no WAL)
+// and closed the store.
+//
+// Thread safety: Unmount, stats and transport_name may be called from any thread that is not
+// one of the mount's IO threads; Wait from one thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/result.h"
+#include "engine/status.h"
+
+namespace cascadefs::fusefs {
+
+struct MountOptions {
+  // The store directory (created on first use) and the directory to mount on.
+  std::string store_dir;
+  std::string mountpoint;
+  // Mount read-only (the kernel refuses writes with EROFS). Default: false.
+  bool read_only = false;
+  // Let other users in (mount option allow_other), under the kernel's permission checks
+  // (default_permissions is always on). Only root may; `cascadefs mount` sets it as root.
+  // Default: false.
+  bool allow_other = false;
+  // Largest write the kernel sends; read requests are as large. Multiple of 4096,
+  // 4 KiB..1 MiB. Default: 1 MiB.
+  std::uint32_t max_write_bytes = 1 << 20;
+  // Kernel requests read and handled at once. Each holds a buffer of max_write_bytes plus
+  // 5 KiB: with the defaults, 32 MiB. Range: 1..1024. Default: 32.
+  std::uint32_t requests_in_flight = 32;
+  // Seconds the kernel caches names and attributes. Default: 1.
+  double entry_timeout_sec = 1.0;
+  double attr_timeout_sec = 1.0;
+  // Per-file and total unflushed write bytes (docs/fusefs.md, "Memory").
+  // Defaults: 64 MiB and 256 MiB.
+  std::uint64_t dirty_bytes_per_file_max = 64 << 20;
+  std::uint64_t dirty_bytes_max = 256 << 20;
+  // Free bytes kept back on the store's filesystem so deletes work when it is full.
+  // Default: 256 MiB.
+  std::uint64_t space_reserve_bytes = 256 << 20;
+  // The engine's block cache. Default: 256 MiB.
+  std::uint64_t block_cache_bytes = 256 << 20;
+  // Log lines (engine recovery, damaged records, the unmount). Called from any thread.
+  std::function<void(std::string_view)> log;
+};
+
+// A kernel request being handled now.
+struct MountRequest {
+  std::uint32_t opcode = 0;  // FUSE opcode (linux/fuse.h)
+  std::uint64_t nodeid = 0;
+  std::uint64_t age_ms = 0;
+};
+
+struct MountStats {
+  std::string transport;  // "dev-fuse"
+  std::uint64_t requests = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t reads = 0;
+  std::uint64_t writes = 0;
+  std::uint64_t read_bytes = 0;
+  std::uint64_t write_bytes = 0;
+  std::uint64_t dirty_bytes = 0;
+  std::uint64_t inodes_cached = 0;
+  std::uint64_t data_flushes = 0;
+  std::uint64_t chunks_written = 0;
+  std::uint64_t chunks_reused = 0;
+  std::uint64_t fsyncs = 0;  // WAL syncs asked for by fsync, fsyncdir, syncfs
+  std::uint64_t engine_sst_files = 0;
+  std::uint64_t engine_sst_bytes = 0;
+  std::uint64_t engine_block_cache_bytes = 0;
+  std::uint64_t memory_rss_bytes = 0;         // resident set of the daemon process
+  std::vector<MountRequest> oldest_requests;  // up to 8 in progress, oldest first
+};
+
+class Mount {
+ public:
+  // Returns once the kernel's FUSE_INIT is answered: the mount point then serves requests.
+  // Errors name the mount point or store: a store in use (Busy), a store of a newer format
+  // (NotSupported), a dead mount left on the mount point, a mount(2) refusal.
+  // REQUIRES: called before any other thread of the process needs to fork (it starts threads).
+  static Result<std::unique_ptr<Mount>> Start(const MountOptions& options);
+
+  virtual ~Mount() = default;
+
+  // Flushes every file and syncs, then unmounts. Busy ("target is busy") when files are still
+  // open on it; the mount then keeps serving. Returns once the kernel has let go; Wait then
+  // finishes the teardown.
+  virtual Status Unmount() = 0;
+  // Blocks until the filesystem is unmounted (by anyone), then flushes and closes the store.
+  // Returns the first error of that teardown.
+  virtual Status Wait() = 0;
+
+  virtual MountStats stats() const = 0;
+};
+
+}  // namespace cascadefs::fusefs

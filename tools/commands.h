@@ -1,0 +1,24 @@
+// commands.h: the subcommands of the `cascadefs` binary. Each returns the process exit code
+// and prints its own one-line errors ("cascadefs <command>: <path or key>: <cause>").
+#pragma once
+
+#include <string>
+
+namespace cascadefs::tools {
+
+struct MountArgs {
+  std::string store;  // empty: $XDG_DATA_HOME/cascadefs/default
+  std::string mountpoint;
+  bool foreground = false;
+  bool read_only = false;
+  std::string log_level = "info";
+};
+
+int RunMount(const MountArgs& args);
+int RunUmount(const std::string& mountpoint);
+int RunStatus(const std::string& mountpoint, bool json);
+
+// $XDG_DATA_HOME/cascadefs/default, or ~/.local/share/cascadefs/default.
+std::string DefaultStore();
+
+}  // namespace cascadefs::tools
