@@ -174,8 +174,8 @@ void Compaction::AddInputDeletions(VersionEdit* edit) const {
   edit->SetCompactPointer(level_, LargestLevelInputKey());
 }
 
-std::unique_ptr<Compaction> PickCompactionAt(std::shared_ptr<const Version> version, int level,
-                                             const CompactPointers& compact_pointers,
+std::unique_ptr<Compaction> PickCompactionAt(const std::shared_ptr<const Version>& version,
+                                             int level, const CompactPointers& compact_pointers,
                                              const CompactionOptions& options) {
   CFS_ASSERT(level >= 0 && level < kNumLevels - 1);
   const auto& files = version->files[static_cast<std::size_t>(level)];
@@ -217,7 +217,7 @@ std::unique_ptr<Compaction> PickCompactionAt(std::shared_ptr<const Version> vers
   return compaction;
 }
 
-std::unique_ptr<Compaction> PickCompaction(std::shared_ptr<const Version> version,
+std::unique_ptr<Compaction> PickCompaction(const std::shared_ptr<const Version>& version,
                                            const CompactPointers& compact_pointers,
                                            const CompactionOptions& options) {
   const std::array<double, kNumLevels> scores = ComputeScores(*version, options);
@@ -229,7 +229,7 @@ std::unique_ptr<Compaction> PickCompaction(std::shared_ptr<const Version> versio
     }
   }
   if (scores[static_cast<std::size_t>(best_level)] < 1.0) return nullptr;
-  return PickCompactionAt(std::move(version), best_level, compact_pointers, options);
+  return PickCompactionAt(version, best_level, compact_pointers, options);
 }
 
 }  // namespace cascadefs::engine

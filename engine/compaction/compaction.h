@@ -97,7 +97,7 @@ class Compaction {
   std::string LargestLevelInputKey() const;
 
  private:
-  friend std::unique_ptr<Compaction> PickCompactionAt(std::shared_ptr<const Version> version,
+  friend std::unique_ptr<Compaction> PickCompactionAt(const std::shared_ptr<const Version>& version,
                                                       int level,
                                                       const CompactPointers& compact_pointers,
                                                       const CompactionOptions& options);
@@ -123,13 +123,13 @@ std::vector<FileRef> OverlappingFiles(const Version& version, int level,
                                       std::string_view largest_user_key);
 
 // The compaction the scores ask for (the highest score, when >= 1), or null.
-std::unique_ptr<Compaction> PickCompaction(std::shared_ptr<const Version> version,
+std::unique_ptr<Compaction> PickCompaction(const std::shared_ptr<const Version>& version,
                                            const CompactPointers& compact_pointers,
                                            const CompactionOptions& options);
 // A compaction of `level` whatever its score (tests, and PickCompaction itself); null when
 // the level is empty. REQUIRES: 0 <= level < kNumLevels - 1.
-std::unique_ptr<Compaction> PickCompactionAt(std::shared_ptr<const Version> version, int level,
-                                             const CompactPointers& compact_pointers,
+std::unique_ptr<Compaction> PickCompactionAt(const std::shared_ptr<const Version>& version,
+                                             int level, const CompactPointers& compact_pointers,
                                              const CompactionOptions& options);
 
 }  // namespace cascadefs::engine

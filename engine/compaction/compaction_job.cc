@@ -151,13 +151,12 @@ io::Task<Status> Job::Run(VersionEdit* edit) {
     // The index of the first snapshot at or above the entry; snapshots.size() past them all.
     const auto stripe = static_cast<std::size_t>(
         std::lower_bound(snapshots.begin(), snapshots.end(), parsed.sequence) - snapshots.begin());
-    bool drop = false;
-    if (stripe == newer_stripe) {
-      drop = true;  // a newer version in the same stripe hides this one from every reader
-    } else if (parsed.type == ValueType::kDeletion && stripe == 0 &&
-               compaction_->IsBaseLevelForKey(parsed.user_key)) {
-      drop = true;  // nothing below for this marker to hide
-    }
+    // A newer version in the same stripe hides this one from every reader; or a marker every
+    // reader sees has nothing below it to hide.
+    const bool hidden = stripe == newer_stripe;
+    const bool useless_marker = !hidden && parsed.type == ValueType::kDeletion && stripe == 0 &&
+                                compaction_->IsBaseLevelForKey(parsed.user_key);
+    const bool drop = hidden || useless_marker;
     newer_stripe = stripe;
     if (drop) {
       ++result_->entries_dropped;

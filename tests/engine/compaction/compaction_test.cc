@@ -41,6 +41,7 @@ CompactionOptions SmallOptions() {
 
 std::vector<std::uint64_t> Numbers(const std::vector<FileRef>& files) {
   std::vector<std::uint64_t> out;
+  out.reserve(files.size());
   for (const FileRef& file : files) out.push_back(file->number);
   return out;
 }

@@ -346,7 +346,7 @@ TEST_F(DbCompactionTest, DeepLevel0SlowsWritesThenStopsThemUntilCompactionCatche
 }
 
 TEST_F(DbCompactionTest, CompactionOptionsOutOfRangeAreRefused) {
-  auto refused = [this](Options options, std::string_view fragment) {
+  auto refused = [this](const Options& options, std::string_view fragment) {
     auto db = DB::Open(options, dir_);
     ASSERT_FALSE(db.ok());
     EXPECT_TRUE(db.status().IsInvalidArgument()) << db.status().ToString();
