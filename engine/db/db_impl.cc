@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <utility>
 
+#include "compaction/compaction_job.h"
 #include "db/db_iter.h"
 #include "db/merging_iterator.h"
 #include "db/write_batch_internal.h"
@@ -15,6 +17,9 @@
 namespace cascadefs::engine {
 
 namespace {
+
+// How long a write waits at level0_slowdown_writes_trigger.
+constexpr std::chrono::milliseconds kWriteSlowdown{1};
 
 std::uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -50,6 +55,7 @@ DBImpl::DBImpl(const Options& options, std::string dir) : options_(options), dir
   table_options_.bloom_bits_per_key = options_.bloom_bits_per_key;
   table_options_.compression = options_.compression;
   table_options_.zstd_level = options_.zstd_level;
+  compaction_options_ = CompactionOptions::From(options_);
 }
 
 DBImpl::~DBImpl() {
@@ -100,6 +106,35 @@ Status DBImpl::CheckOptions() const {
   }
   if (options_.block_cache_size_bytes > (std::uint64_t{1} << 40)) {
     return out_of_range("block_cache_size_bytes (0..1 TiB)");
+  }
+  if (options_.level0_compaction_trigger < 1 || options_.level0_compaction_trigger > 1000) {
+    return out_of_range("level0_compaction_trigger (1..1000)");
+  }
+  if (options_.level0_stop_writes_trigger > 1000) {
+    return out_of_range("level0_stop_writes_trigger (..1000)");
+  }
+  if (options_.level0_slowdown_writes_trigger < options_.level0_compaction_trigger ||
+      options_.level0_slowdown_writes_trigger > options_.level0_stop_writes_trigger) {
+    return Status::InvalidArgument(
+        "options level0_compaction_trigger <= level0_slowdown_writes_trigger <= "
+        "level0_stop_writes_trigger must hold (got " +
+        std::to_string(options_.level0_compaction_trigger) + ", " +
+        std::to_string(options_.level0_slowdown_writes_trigger) + ", " +
+        std::to_string(options_.level0_stop_writes_trigger) + ")");
+  }
+  if (options_.max_bytes_for_level_base < (16 << 10) ||
+      options_.max_bytes_for_level_base > (std::uint64_t{1} << 40)) {
+    return out_of_range("max_bytes_for_level_base (16 KiB..1 TiB)");
+  }
+  if (options_.level_size_multiplier < 2 || options_.level_size_multiplier > 100) {
+    return out_of_range("level_size_multiplier (2..100)");
+  }
+  if (options_.target_file_size_bytes < (2 << 10) ||
+      options_.target_file_size_bytes > (std::uint64_t{4} << 30)) {
+    return out_of_range("target_file_size_bytes (2 KiB..4 GiB)");
+  }
+  if (options_.compaction_rate_limit_mb_per_sec > 100000) {
+    return out_of_range("compaction_rate_limit_mb_per_sec (0..100000)");
   }
   return Status::OK();
 }
@@ -279,6 +314,8 @@ io::Task<Status> DBImpl::OpenAsync() {
   mem_->Ref();
   mem_log_number_ = first_log_number;
   InstallSuperVersionLocked();
+  // A store reopened with a deep level 0 (or after a crash mid-compaction) catches up now.
+  MaybeScheduleCompactionLocked();
   co_return Status::OK();
 }
 
@@ -360,8 +397,13 @@ DBImpl::WriteStep DBImpl::SwitchMemTableLocked(Status* status) {
   return WriteStep::kDone;
 }
 
-DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, WalPosition* position,
-                                         Status* status) {
+std::size_t DBImpl::Level0FilesLocked() const {
+  CFS_ASSERT(super_ != nullptr);
+  return super_->version->files[0].size();
+}
+
+DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, bool allow_delay,
+                                         WalPosition* position, Status* status) {
   if (closed_) {
     *status = Status::InvalidArgument(dir_ + ": store is closed");
     return WriteStep::kFailed;
@@ -369,6 +411,13 @@ DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, WalPosition* p
   if (!bg_error_.ok()) {
     *status = bg_error_;
     return WriteStep::kFailed;
+  }
+  // Level 0 too deep: compaction is behind. Stop at the stop trigger; below it, slow each
+  // write down once so compaction catches up before writes must stop.
+  const std::size_t level0_files = Level0FilesLocked();
+  if (level0_files >= options_.level0_stop_writes_trigger) return WriteStep::kWaitForCompaction;
+  if (allow_delay && level0_files >= options_.level0_slowdown_writes_trigger) {
+    return WriteStep::kDelay;
   }
   if (mem_->ApproximateMemoryUsage() >= options_.write_buffer_size_bytes) {
     if (imm_ != nullptr) return WriteStep::kWaitForFlush;
@@ -402,15 +451,36 @@ Status DBImpl::Write(const WriteOptions& options, const WriteBatch& batch) {
   CFS_RETURN_IF_ERROR(WriteBatchInternal::Validate(batch));
   WalPosition position;
   Status status;
+  bool allow_delay = true;
   for (;;) {
     std::unique_lock lock(mutex_);
-    const WriteStep step = TryWriteLocked(batch, &position, &status);
+    const WriteStep step = TryWriteLocked(batch, allow_delay, &position, &status);
     if (step == WriteStep::kDone) break;
     if (step == WriteStep::kFailed) return status;
     if (step == WriteStep::kWaitForFlush) {
       const auto start = std::chrono::steady_clock::now();
       counters_.write_stalls.fetch_add(1, std::memory_order_relaxed);
       while (imm_ != nullptr && bg_error_.ok() && !closed_) background_changed_.WaitBlocking(lock);
+      counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
+      continue;
+    }
+    if (step == WriteStep::kDelay) {
+      lock.unlock();
+      const auto start = std::chrono::steady_clock::now();
+      counters_.write_slowdowns.fetch_add(1, std::memory_order_relaxed);
+      std::this_thread::sleep_for(kWriteSlowdown);
+      counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
+      allow_delay = false;
+      continue;
+    }
+    if (step == WriteStep::kWaitForCompaction) {
+      const auto start = std::chrono::steady_clock::now();
+      counters_.write_stalls.fetch_add(1, std::memory_order_relaxed);
+      MaybeScheduleCompactionLocked();
+      while (!closed_ && bg_error_.ok() &&
+             Level0FilesLocked() >= options_.level0_stop_writes_trigger) {
+        background_changed_.WaitBlocking(lock);
+      }
       counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
       continue;
     }
@@ -431,15 +501,36 @@ io::Task<Status> DBImpl::WriteAsync(const WriteOptions& options, const WriteBatc
   CFS_CO_RETURN_IF_ERROR(WriteBatchInternal::Validate(batch));
   WalPosition position;
   Status status;
+  bool allow_delay = true;
   for (;;) {
     std::unique_lock lock(mutex_);
-    const WriteStep step = TryWriteLocked(batch, &position, &status);
+    const WriteStep step = TryWriteLocked(batch, allow_delay, &position, &status);
     if (step == WriteStep::kDone) break;
     if (step == WriteStep::kFailed) co_return status;
     if (step == WriteStep::kWaitForFlush) {
       const auto start = std::chrono::steady_clock::now();
       counters_.write_stalls.fetch_add(1, std::memory_order_relaxed);
       while (imm_ != nullptr && bg_error_.ok() && !closed_) {
+        co_await background_changed_.Wait(lock);
+      }
+      counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
+      continue;
+    }
+    if (step == WriteStep::kDelay) {
+      lock.unlock();
+      const auto start = std::chrono::steady_clock::now();
+      counters_.write_slowdowns.fetch_add(1, std::memory_order_relaxed);
+      (void)co_await io::Sleep(kWriteSlowdown);
+      counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
+      allow_delay = false;
+      continue;
+    }
+    if (step == WriteStep::kWaitForCompaction) {
+      const auto start = std::chrono::steady_clock::now();
+      counters_.write_stalls.fetch_add(1, std::memory_order_relaxed);
+      MaybeScheduleCompactionLocked();
+      while (!closed_ && bg_error_.ok() &&
+             Level0FilesLocked() >= options_.level0_stop_writes_trigger) {
         co_await background_changed_.Wait(lock);
       }
       counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
@@ -515,14 +606,29 @@ io::Task<Status> DBImpl::GetFromTables(std::shared_ptr<const SuperVersion> super
                                        std::string* value) {
   const std::string lookup = MakeInternalKey(key, sequence, kValueTypeForSeek);
   const Version& version = *super_version->version;
+  std::vector<const FileMetaData*> candidates;
   for (std::size_t level = 0; level < version.files.size(); ++level) {
-    for (const auto& file : version.files[level]) {
-      // Level 0 is newest first and may overlap; deeper levels do not overlap, so at most
-      // one file of each can hold the key, and the user-key range check finds it.
-      if (CompareUserKeys(key, ExtractUserKey(file->smallest)) < 0 ||
-          CompareUserKeys(key, ExtractUserKey(file->largest)) > 0) {
-        continue;
+    const auto& files = version.files[level];
+    candidates.clear();
+    if (level == 0) {
+      // Level 0 is newest first and may overlap: every file whose range holds the key.
+      for (const auto& file : files) {
+        if (CompareUserKeys(key, ExtractUserKey(file->smallest)) >= 0 &&
+            CompareUserKeys(key, ExtractUserKey(file->largest)) <= 0) {
+          candidates.push_back(file.get());
+        }
       }
+    } else {
+      // Deeper levels are sorted and do not overlap, and a user key lives in one file of a
+      // level (compaction.h invariant 1): the first file ending at or after the key.
+      auto it = std::partition_point(files.begin(), files.end(), [key](const auto& file) {
+        return CompareUserKeys(ExtractUserKey(file->largest), key) < 0;
+      });
+      if (it != files.end() && CompareUserKeys(key, ExtractUserKey((*it)->smallest)) >= 0) {
+        candidates.push_back(it->get());
+      }
+    }
+    for (const FileMetaData* file : candidates) {
       auto table = co_await table_cache_->Get(file->number);
       if (!table.ok()) co_return table.status();
       TableGetResult result;
@@ -623,6 +729,7 @@ io::Task<void> DBImpl::BackgroundFlush() {
     // lock and this task taking it again: it saw flush_scheduled_ still set and scheduled
     // nothing. Flush that memtable now, or its writers would wait forever.
     if (imm_ != nullptr && !closed_) ScheduleFlushLocked();
+    MaybeScheduleCompactionLocked();
   }
   background_changed_.NotifyAll();
 }
@@ -643,10 +750,7 @@ io::Task<Status> DBImpl::FlushImmutable() {
   edit.SetLogNumber(next_log_number);
   // Every sequence in imm is durable in the SST now; later ones are in the WAL.
   edit.SetLastSequence(std::max(versions_->last_sequence(), meta.largest_sequence));
-  CFS_CO_RETURN_IF_ERROR(co_await versions_->LogAndApply(&edit));
-  for (std::uint64_t number : versions_->TakeObsoleteManifests()) {
-    (void)co_await env_->RemoveFile(ManifestFileName(dir_, number));
-  }
+  CFS_CO_RETURN_IF_ERROR(co_await LogAndApplyExclusive(&edit));
   {
     std::lock_guard guard(mutex_);
     imm_->Unref();
@@ -777,8 +881,14 @@ io::Task<Status> DBImpl::FlushAsync() {
 Status DBImpl::Close() {
   std::unique_lock lock(mutex_);
   if (closed_ || scheduler_ == nullptr || wal_ == nullptr) return Status::OK();
-  while (flush_scheduled_) background_changed_.WaitBlocking(lock);
+  // A running compaction stops at its next step; a finishing flush starts no new one.
+  shutting_down_.store(true, std::memory_order_release);
+  while (flush_scheduled_ || compaction_scheduled_) background_changed_.WaitBlocking(lock);
   CFS_ASSERT(snapshots_.empty());  // REQUIRES: every snapshot released
+  // Every iterator is gone (REQUIRES), so every obsolete file is unreferenced now.
+  lock.unlock();
+  scheduler_->BlockOn(DeleteObsoleteFiles(), io::Priority::kBackground);
+  lock.lock();
   closed_ = true;
   Status status = bg_error_;
   background_changed_.NotifyAll();
@@ -814,6 +924,13 @@ DbStats DBImpl::stats() const {
   out.flush_bytes_written = counters_.flush_bytes_written.load(std::memory_order_relaxed);
   out.write_stalls = counters_.write_stalls.load(std::memory_order_relaxed);
   out.write_stall_micros = counters_.write_stall_micros.load(std::memory_order_relaxed);
+  out.write_slowdowns = counters_.write_slowdowns.load(std::memory_order_relaxed);
+  out.compactions = counters_.compactions.load(std::memory_order_relaxed);
+  out.trivial_moves = counters_.trivial_moves.load(std::memory_order_relaxed);
+  out.compaction_bytes_read = counters_.compaction_bytes_read.load(std::memory_order_relaxed);
+  out.compaction_bytes_written = counters_.compaction_bytes_written.load(std::memory_order_relaxed);
+  out.compaction_micros = counters_.compaction_micros.load(std::memory_order_relaxed);
+  out.obsolete_files_deleted = counters_.obsolete_files_deleted.load(std::memory_order_relaxed);
   out.last_sequence = last_sequence_.load(std::memory_order_relaxed);
   if (wal_) {
     const WalStats wal = wal_->stats();
@@ -837,6 +954,170 @@ DbStats DBImpl::stats() const {
     out.block_cache_bytes = cache.bytes;
   }
   return out;
+}
+
+std::vector<LevelStats> DBImpl::GetLevelStats() const {
+  std::vector<LevelStats> out(kNumLevels);
+  if (!versions_) return out;
+  std::shared_ptr<const Version> version = versions_->current();
+  const std::array<double, kNumLevels> scores = ComputeScores(*version, compaction_options_);
+  for (std::size_t level = 0; level < out.size(); ++level) {
+    out[level].score = scores[level];
+    for (const auto& file : version->files[level]) {
+      ++out[level].files;
+      out[level].bytes += file->file_size_bytes;
+      out[level].entries += file->num_entries;
+    }
+  }
+  return out;
+}
+
+// ---- compactions ----
+
+io::Task<Status> DBImpl::LogAndApplyExclusive(VersionEdit* edit) {
+  {
+    std::unique_lock lock(mutex_);
+    while (manifest_busy_) co_await background_changed_.Wait(lock);
+    manifest_busy_ = true;  // invariant 6
+  }
+  Status status = co_await versions_->LogAndApply(edit);
+  std::vector<std::uint64_t> manifests = versions_->TakeObsoleteManifests();
+  {
+    std::lock_guard guard(mutex_);
+    manifest_busy_ = false;
+    background_changed_.NotifyAll();
+  }
+  for (std::uint64_t number : manifests) {
+    (void)co_await env_->RemoveFile(ManifestFileName(dir_, number));
+  }
+  co_return status;
+}
+
+void DBImpl::MaybeScheduleCompactionLocked() {
+  if (compaction_scheduled_ || closed_ || super_ == nullptr || !bg_error_.ok() ||
+      shutting_down_.load(std::memory_order_acquire)) {
+    return;
+  }
+  const std::array<double, kNumLevels> scores =
+      ComputeScores(*versions_->current(), compaction_options_);
+  if (*std::max_element(scores.begin(), scores.end()) < 1.0) return;
+  compaction_scheduled_ = true;  // invariant 5
+  scheduler_->Spawn(BackgroundCompaction(), io::Priority::kBackground);
+}
+
+io::Task<void> DBImpl::BackgroundCompaction() {
+  Status status = co_await CompactOnce(-1);
+  std::lock_guard guard(mutex_);
+  compaction_scheduled_ = false;
+  if (!status.ok() && !status.IsCancelled()) {
+    RecordBackgroundErrorLocked(status.WithContext(dir_ + ": compaction"));
+  }
+  // One compaction may not be enough (level 0 filled up meanwhile, or the output level is
+  // now over its limit): the next starts here, until every score is below 1.
+  MaybeScheduleCompactionLocked();
+  background_changed_.NotifyAll();
+}
+
+Status DBImpl::CompactLevelForTest(int level) {
+  CFS_ASSERT(level >= 0 && level < kNumLevels - 1);
+  std::unique_lock lock(mutex_);
+  while (compaction_scheduled_ && !closed_) background_changed_.WaitBlocking(lock);
+  if (closed_) return Status::InvalidArgument(dir_ + ": store is closed");
+  compaction_scheduled_ = true;
+  lock.unlock();
+  Status status = scheduler_->BlockOn(CompactOnce(level), io::Priority::kBackground);
+  lock.lock();
+  compaction_scheduled_ = false;
+  if (!status.ok() && !status.IsCancelled()) {
+    RecordBackgroundErrorLocked(status.WithContext(dir_ + ": compaction"));
+  }
+  MaybeScheduleCompactionLocked();
+  background_changed_.NotifyAll();
+  return status;
+}
+
+io::Task<Status> DBImpl::CompactOnce(int forced_level) {
+  std::unique_ptr<Compaction> compaction =
+      forced_level >= 0 ? PickCompactionAt(versions_->current(), forced_level,
+                                           versions_->compact_pointers(), compaction_options_)
+                        : PickCompaction(versions_->current(), versions_->compact_pointers(),
+                                         compaction_options_);
+  if (compaction == nullptr) co_return Status::OK();
+  const auto start = std::chrono::steady_clock::now();
+  VersionEdit edit;
+  Status status;
+  if (compaction->IsTrivialMove()) {
+    // The file is already durable; only its level changes.
+    const FileRef& file = compaction->inputs(0).front();
+    edit.RemoveFile(compaction->level(), file->number);
+    edit.AddFile(compaction->output_level(), *file);
+    edit.SetCompactPointer(compaction->level(), file->largest);
+    status = co_await LogAndApplyExclusive(&edit);
+    if (status.ok()) counters_.trivial_moves.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    CompactionJobContext context;
+    context.env = env_;
+    context.dir = dir_;
+    context.table_cache = table_cache_.get();
+    context.table_options = table_options_;
+    context.versions = versions_.get();
+    context.target_file_size_bytes = options_.target_file_size_bytes;
+    context.rate_limit_mb_per_sec = options_.compaction_rate_limit_mb_per_sec;
+    context.shutting_down = &shutting_down_;
+    {
+      // Snapshots taken later see at least last_sequence_ now, newer than every input entry.
+      std::lock_guard guard(mutex_);
+      context.snapshots.assign(snapshots_.begin(), snapshots_.end());
+    }
+    CompactionJobResult result;
+    status = co_await RunCompactionJob(compaction.get(), context, &edit, &result);
+    // On a manifest error the outputs stay: the edit may have reached the disk, and only the
+    // next Open can tell (it removes whichever files the manifest does not name).
+    if (status.ok()) status = co_await LogAndApplyExclusive(&edit);
+    if (status.ok()) {
+      counters_.compaction_bytes_read.fetch_add(result.bytes_read, std::memory_order_relaxed);
+      counters_.compaction_bytes_written.fetch_add(result.bytes_written, std::memory_order_relaxed);
+      std::lock_guard guard(mutex_);
+      // Invariant 7: the edit dropping the inputs is durable.
+      for (int which = 0; which < 2; ++which) {
+        for (const FileRef& file : compaction->inputs(which)) {
+          obsolete_files_.emplace_back(file->number, file);
+        }
+      }
+    }
+  }
+  if (status.ok()) {
+    std::lock_guard guard(mutex_);
+    if (!closed_) InstallSuperVersionLocked();
+  }
+  compaction.reset();  // drops the input Version
+  co_await DeleteObsoleteFiles();
+  if (status.ok()) {
+    counters_.compactions.fetch_add(1, std::memory_order_relaxed);
+    counters_.compaction_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
+  }
+  co_return status;
+}
+
+io::Task<void> DBImpl::DeleteObsoleteFiles() {
+  std::vector<std::uint64_t> deletable;
+  {
+    std::lock_guard guard(mutex_);
+    auto unreferenced = std::partition(obsolete_files_.begin(), obsolete_files_.end(),
+                                       [](const auto& entry) { return !entry.second.expired(); });
+    for (auto it = unreferenced; it != obsolete_files_.end(); ++it) deletable.push_back(it->first);
+    obsolete_files_.erase(unreferenced, obsolete_files_.end());
+  }
+  for (std::uint64_t number : deletable) {
+    table_cache_->Evict(number);
+    Status status = co_await env_->RemoveFile(SstFileName(dir_, number));
+    if (status.ok()) {
+      counters_.obsolete_files_deleted.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      // Left for the next Open, which removes every SST the manifest does not name.
+      Log("removing obsolete " + SstFileName(dir_, number) + ": " + status.ToString());
+    }
+  }
 }
 
 }  // namespace cascadefs::engine

@@ -10,7 +10,13 @@
 //    mutex. A sync write then awaits WalWriter::SyncTo outside the mutex (group commit).
 //  - A full mem_ becomes imm_ and a flush task (background priority, on the scheduler)
 //    writes it to a level-0 SST, records it in the manifest and drops imm_. Writers stall
-//    only when mem_ is full while imm_ is still flushing (counted in stats).
+//    when mem_ is full while imm_ is still flushing, and when level 0 holds
+//    level0_stop_writes_trigger files; they are delayed ~1 ms at level0_slowdown_writes_trigger.
+//  - A compaction task (background priority, at most one at a time) runs whenever the scores
+//    of the current Version ask for one (compaction/compaction.h): after each flush, after
+//    each compaction, at Open. It merges files into the next level (compaction_job.h), logs
+//    the edit, installs a new SuperVersion, then deletes the files it made obsolete once no
+//    Version still lists them.
 //  - Reads take the current SuperVersion (memtables + Version, reference counted) and search
 //    mem_, imm_, then the SSTs newest first. SST reads are I/O: a blocking Get runs that part
 //    on the scheduler.
@@ -22,6 +28,13 @@
 //  3. Every WAL segment numbered below versions_->log_number() holds only records already in
 //     SSTs; those segments are recycled.
 //  4. mutex_ is never held across a co_await or a blocking wait other than WaitQueue's.
+//  5. compaction_scheduled_ iff a compaction task is spawned or running (or a test's
+//     CompactLevelForTest runs): at most one compaction at a time.
+//  6. manifest_busy_ iff a flush or compaction is inside VersionSet::LogAndApply (they take
+//     turns through LogAndApplyExclusive; VersionSet needs them one at a time).
+//  7. A file in obsolete_files_ is in no manifest state from the last durable edit on; it is
+//     deleted once its weak_ptr expired, i.e. no Version (an iterator's or reader's
+//     SuperVersion, a running compaction's input version) lists it any more.
 //
 // Lock order: mutex_, then anything inside WalWriter, TableCache or VersionSet.
 #pragma once
@@ -32,8 +45,10 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "compaction/compaction.h"
 #include "db/dbformat.h"
 #include "db/table_cache.h"
 #include "db/version_set.h"
@@ -74,6 +89,12 @@ class DBImpl final : public DB {
   void ReleaseSnapshot(const Snapshot* snapshot) override;
   Status Close() override;
   DbStats stats() const override;
+  std::vector<LevelStats> GetLevelStats() const override;
+
+  // Compacts `level` into level + 1 now, whatever its score (one compaction, picked like an
+  // automatic one), and waits for it. OK when the level is empty. For tests, which shape the
+  // tree with it. REQUIRES: 0 <= level < kNumLevels - 1; not on an IO thread.
+  Status CompactLevelForTest(int level);
   io::Scheduler* scheduler() const override { return scheduler_; }
 
  private:
@@ -89,7 +110,14 @@ class DBImpl final : public DB {
   class SnapshotImpl;
 
   // The outcome of one attempt to commit a write under mutex_.
-  enum class WriteStep { kDone, kFailed, kWaitForFlush, kWaitForWal };
+  enum class WriteStep {
+    kDone,
+    kFailed,
+    kWaitForFlush,
+    kWaitForWal,
+    kDelay,              // level 0 is at the slowdown trigger: sleep ~1 ms, then retry
+    kWaitForCompaction,  // level 0 is at the stop trigger: wait for a compaction
+  };
 
   io::Task<Status> OpenAsync();
   io::Task<Status> ReplayWal(const std::vector<std::uint64_t>& log_numbers,
@@ -97,7 +125,11 @@ class DBImpl final : public DB {
   Status CheckOptions() const;
   void Log(std::string_view line) const;
 
-  WriteStep TryWriteLocked(const WriteBatch& batch, WalPosition* position, Status* status);
+  // `allow_delay`: false once this write was delayed (a write is slowed down at most once).
+  WriteStep TryWriteLocked(const WriteBatch& batch, bool allow_delay, WalPosition* position,
+                           Status* status);
+  // Level-0 files of the current SuperVersion. REQUIRES: mutex_ held; the store open.
+  std::size_t Level0FilesLocked() const;
   // Makes mem_ the immutable memtable and starts its flush. REQUIRES: mutex_ held; imm_ null.
   WriteStep SwitchMemTableLocked(Status* status);
   void InstallSuperVersionLocked();
@@ -119,6 +151,18 @@ class DBImpl final : public DB {
   // Flush's two halves for the blocking and coroutine forms: start (switch mem_) and the
   // flush count to wait for.
   WriteStep StartFlushLocked(std::uint64_t* wait_for_flushes, Status* status);
+
+  // Appends `edit` to the manifest (VersionSet::LogAndApply, one caller at a time: invariant
+  // 6), removes manifests a roll made obsolete, and installs a new SuperVersion.
+  io::Task<Status> LogAndApplyExclusive(VersionEdit* edit);
+  // Spawns a compaction task when none runs and the current Version needs one.
+  void MaybeScheduleCompactionLocked();
+  io::Task<void> BackgroundCompaction();
+  // Picks (at `forced_level`, or by score when negative) and runs one compaction. OK when
+  // there was nothing to do.
+  io::Task<Status> CompactOnce(int forced_level);
+  // Deletes the files of obsolete_files_ no Version lists any more (invariant 7).
+  io::Task<void> DeleteObsoleteFiles();
 
   const Options options_;
   const std::string dir_;
@@ -144,12 +188,22 @@ class DBImpl final : public DB {
   bool flush_scheduled_ = false;               // GUARDED_BY(mutex_)
   std::uint64_t flushes_completed_ = 0;        // GUARDED_BY(mutex_)
   std::uint64_t flushes_started_ = 0;          // GUARDED_BY(mutex_)
-  Status bg_error_;                            // GUARDED_BY(mutex_): sticky
-  bool closed_ = false;                        // GUARDED_BY(mutex_)
-  std::string wal_record_;                     // GUARDED_BY(mutex_): the record being framed
-  std::multiset<SequenceNumber> snapshots_;    // GUARDED_BY(mutex_)
-  // Notified when a flush finishes or fails and when the store closes.
+  bool compaction_scheduled_ = false;          // GUARDED_BY(mutex_): invariant 5
+  bool manifest_busy_ = false;                 // GUARDED_BY(mutex_): invariant 6
+  // Files dropped by a durable manifest edit, waiting for their last reader (invariant 7).
+  std::vector<std::pair<std::uint64_t, std::weak_ptr<const FileMetaData>>>
+      obsolete_files_;                       // GUARDED_BY(mutex_)
+  Status bg_error_;                          // GUARDED_BY(mutex_): sticky
+  bool closed_ = false;                      // GUARDED_BY(mutex_)
+  std::string wal_record_;                   // GUARDED_BY(mutex_): the record being framed
+  std::multiset<SequenceNumber> snapshots_;  // GUARDED_BY(mutex_)
+  // Set by Close before it waits for background work: a running compaction stops at its
+  // next step (Cancelled) and no new one starts.
+  std::atomic<bool> shutting_down_{false};
+  // Notified when a flush or compaction finishes or fails, when the manifest is free again,
+  // and when the store closes.
   io::WaitQueue background_changed_;
+  CompactionOptions compaction_options_;
 
   struct Counters {
     std::atomic<std::uint64_t> writes{0};
@@ -157,6 +211,13 @@ class DBImpl final : public DB {
     std::atomic<std::uint64_t> flush_bytes_written{0};
     std::atomic<std::uint64_t> write_stalls{0};
     std::atomic<std::uint64_t> write_stall_micros{0};
+    std::atomic<std::uint64_t> write_slowdowns{0};
+    std::atomic<std::uint64_t> compactions{0};
+    std::atomic<std::uint64_t> trivial_moves{0};
+    std::atomic<std::uint64_t> compaction_bytes_read{0};
+    std::atomic<std::uint64_t> compaction_bytes_written{0};
+    std::atomic<std::uint64_t> compaction_micros{0};
+    std::atomic<std::uint64_t> obsolete_files_deleted{0};
   };
   Counters counters_;
 };

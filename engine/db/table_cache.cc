@@ -63,8 +63,8 @@ namespace {
 
 class HoldingIterator final : public InternalIterator {
  public:
-  explicit HoldingIterator(std::shared_ptr<Table> table)
-      : table_(std::move(table)), inner_(table_->NewIterator()) {}
+  HoldingIterator(std::shared_ptr<Table> table, bool use_block_cache)
+      : table_(std::move(table)), inner_(table_->NewIterator(use_block_cache)) {}
   bool Valid() const override { return inner_->Valid(); }
   std::string_view key() const override { return inner_->key(); }
   std::string_view value() const override { return inner_->value(); }
@@ -82,8 +82,9 @@ class HoldingIterator final : public InternalIterator {
 
 }  // namespace
 
-std::unique_ptr<InternalIterator> NewTableIteratorHolding(std::shared_ptr<Table> table) {
-  return std::make_unique<HoldingIterator>(std::move(table));
+std::unique_ptr<InternalIterator> NewTableIteratorHolding(std::shared_ptr<Table> table,
+                                                          bool use_block_cache) {
+  return std::make_unique<HoldingIterator>(std::move(table), use_block_cache);
 }
 
 std::uint64_t TableCache::BloomNegatives() const {

@@ -57,7 +57,9 @@ class TableCache {
   std::list<std::uint64_t> lru_;                      // GUARDED_BY(mutex_); front = newest
 };
 
-// An iterator over `table` that keeps it open while the iterator lives.
-std::unique_ptr<InternalIterator> NewTableIteratorHolding(std::shared_ptr<Table> table);
+// An iterator over `table` that keeps it open while the iterator lives. use_block_cache:
+// Table::NewIterator (compactions pass false).
+std::unique_ptr<InternalIterator> NewTableIteratorHolding(std::shared_ptr<Table> table,
+                                                          bool use_block_cache = true);
 
 }  // namespace cascadefs::engine

@@ -40,6 +40,11 @@ void VersionSet::MarkFileNumberUsed(std::uint64_t number) {
   }
 }
 
+std::array<std::string, kNumLevels> VersionSet::compact_pointers() const {
+  std::lock_guard guard(current_mutex_);
+  return compact_pointers_;
+}
+
 std::vector<std::uint64_t> VersionSet::TakeObsoleteManifests() {
   return std::exchange(obsolete_manifests_, {});
 }
@@ -115,10 +120,14 @@ io::Task<Status> VersionSet::Recover() {
   std::uint64_t log_number = 0;
   std::uint64_t next_file = 0;
   SequenceNumber last_sequence = 0;
+  std::array<std::string, kNumLevels> compact_pointers;
   auto on_edit = [&](const VersionEdit& edit, std::uint64_t /*offset*/) -> Status {
     Version next;
     CFS_RETURN_IF_ERROR(Apply(version, edit, &next));
     version = std::move(next);
+    for (const auto& [level, key] : edit.compact_pointers()) {
+      compact_pointers[static_cast<std::size_t>(level)] = key;
+    }
     if (edit.has_log_number()) {
       log_number = edit.log_number();
       have_log_number = true;
@@ -157,11 +166,12 @@ io::Task<Status> VersionSet::Recover() {
   {
     std::lock_guard guard(current_mutex_);
     current_ = std::make_shared<const Version>(std::move(version));
+    compact_pointers_ = std::move(compact_pointers);
   }
   co_return Status::OK();
 }
 
-io::Task<Status> VersionSet::StartNewManifest(const Version& version) {
+io::Task<Status> VersionSet::StartNewManifest(const Version& version, const VersionEdit& edit) {
   const std::uint64_t number = NewFileNumber();
   const std::string path = ManifestFileName(dir_, number);
   auto file = co_await env_->NewWritableFile(path, WriteMode::kCreateTruncate);
@@ -177,6 +187,15 @@ io::Task<Status> VersionSet::StartNewManifest(const Version& version) {
     for (const auto& file_meta : version.files[level]) {
       snapshot.AddFile(static_cast<int>(level), *file_meta);
     }
+  }
+  // The pointers as they will be once `edit` (which gets no record of its own) is applied.
+  std::array<std::string, kNumLevels> pointers = compact_pointers();
+  for (const auto& [level, key] : edit.compact_pointers()) {
+    pointers[static_cast<std::size_t>(level)] = key;
+  }
+  for (std::size_t level = 0; level < pointers.size(); ++level) {
+    if (!pointers[level].empty())
+      snapshot.SetCompactPointer(static_cast<int>(level), pointers[level]);
   }
   std::string record;
   snapshot.EncodeTo(&record);
@@ -217,7 +236,7 @@ io::Task<Status> VersionSet::LogAndApply(VersionEdit* edit) {
   Status status;
   if (!manifest_ || manifest_->size_bytes() >= kManifestRollSizeBytes) {
     // The new manifest's first record already holds `next`, so the edit needs no record.
-    status = co_await StartNewManifest(next);
+    status = co_await StartNewManifest(next, *edit);
   } else {
     edit->SetNextFileNumber(next_file_number_.load());
     edit->SetLastSequence(last_sequence_);
@@ -233,6 +252,9 @@ io::Task<Status> VersionSet::LogAndApply(VersionEdit* edit) {
   }
   std::lock_guard guard(current_mutex_);
   current_ = std::make_shared<const Version>(std::move(next));
+  for (const auto& [level, key] : edit->compact_pointers()) {
+    compact_pointers_[static_cast<std::size_t>(level)] = key;
+  }
   co_return Status::OK();
 }
 

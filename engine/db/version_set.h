@@ -15,7 +15,8 @@
 //
 // Thread safety: current(), NewFileNumber() and the accessors may be called from any thread.
 // Recover, Create, LogAndApply and Close must not run concurrently with each other (the DB
-// runs one at a time: at Open, then from its single flush task).
+// runs one at a time: at Open, then from its flush and compaction tasks, which take turns
+// through DBImpl::LogAndApplyExclusive).
 #pragma once
 
 #include <array>
@@ -74,6 +75,10 @@ class VersionSet {
   std::uint64_t manifest_number() const { return manifest_number_; }
   // Why the manifest read at Recover ended early (a torn last record), or empty.
   const std::string& torn_tail_reason() const { return torn_tail_reason_; }
+  // Where the next compaction of each level starts (compaction.h): the largest key of the
+  // level's last compaction, or empty. Set by edits carrying a compaction pointer, recovered
+  // from the manifest and written into every new manifest's first edit.
+  std::array<std::string, kNumLevels> compact_pointers() const;
   // Manifests made obsolete by a roll; the DB removes them.
   std::vector<std::uint64_t> TakeObsoleteManifests();
 
@@ -81,7 +86,9 @@ class VersionSet {
   // The state of `base` with `edit` applied. Corruption when the edit removes a file the
   // version lacks or adds one twice.
   static Status Apply(const Version& base, const VersionEdit& edit, Version* out);
-  io::Task<Status> StartNewManifest(const Version& version);
+  // A new manifest whose first edit holds `version` and the compaction pointers with those of
+  // `edit` applied.
+  io::Task<Status> StartNewManifest(const Version& version, const VersionEdit& edit);
 
   Env* const env_;
   const std::string dir_;
@@ -94,7 +101,8 @@ class VersionSet {
   std::string torn_tail_reason_;
 
   mutable std::mutex current_mutex_;
-  std::shared_ptr<const Version> current_;  // GUARDED_BY(current_mutex_)
+  std::shared_ptr<const Version> current_;                // GUARDED_BY(current_mutex_)
+  std::array<std::string, kNumLevels> compact_pointers_;  // GUARDED_BY(current_mutex_)
 };
 
 }  // namespace cascadefs::engine

@@ -157,17 +157,19 @@ std::string_view Table::FilterOf(std::uint32_t block_number) const {
   return std::string_view(filters_).substr(begin, end - begin);
 }
 
-io::Task<Result<std::shared_ptr<const Block>>> Table::LoadBlock(std::size_t index) const {
+io::Task<Result<std::shared_ptr<const Block>>> Table::LoadBlock(std::size_t index,
+                                                                bool use_block_cache) const {
   const BlockHandle& handle = index_[index].handle;
-  if (block_cache_ != nullptr) {
+  BlockCache* const block_cache = use_block_cache ? block_cache_ : nullptr;
+  if (block_cache != nullptr) {
     std::shared_ptr<const Block> cached = block_cache_->Lookup(cache_id_, handle.offset);
     if (cached != nullptr) co_return cached;
   }
   auto contents = co_await ReadBlock(*file_, handle);
   if (!contents.ok()) co_return contents.status();
   auto block = Block::Parse(std::move(contents).value(), Where(*file_, handle.offset));
-  if (block.ok() && block_cache_ != nullptr) {
-    block_cache_->Insert(cache_id_, handle.offset, block.value());
+  if (block.ok() && block_cache != nullptr) {
+    block_cache->Insert(cache_id_, handle.offset, block.value());
   }
   co_return block;
 }
@@ -182,7 +184,7 @@ io::Task<Status> Table::Get(std::string_view lookup_key, TableGetResult* result)
     bloom_negatives_.fetch_add(1, std::memory_order_relaxed);
     co_return Status::OK();
   }
-  auto block = co_await LoadBlock(index);
+  auto block = co_await LoadBlock(index, /*use_block_cache=*/true);
   if (!block.ok()) co_return block.status();
   std::unique_ptr<InternalIterator> it = Block::NewIterator(block.value());
   co_await it->Seek(lookup_key);
@@ -206,7 +208,8 @@ io::Task<Status> Table::Get(std::string_view lookup_key, TableGetResult* result)
 
 class TableIterator final : public InternalIterator {
  public:
-  explicit TableIterator(const Table* table) : table_(table) {}
+  TableIterator(const Table* table, bool use_block_cache)
+      : table_(table), use_block_cache_(use_block_cache) {}
 
   bool Valid() const override { return block_it_ != nullptr && block_it_->Valid(); }
   std::string_view key() const override { return block_it_->key(); }
@@ -250,7 +253,7 @@ class TableIterator final : public InternalIterator {
     block_it_.reset();
     block_index_ = index;
     if (index >= table_->index_.size() || !status_.ok()) co_return false;
-    auto block = co_await table_->LoadBlock(index);
+    auto block = co_await table_->LoadBlock(index, use_block_cache_);
     if (!block.ok()) {
       status_ = block.status();
       co_return false;
@@ -280,13 +283,14 @@ class TableIterator final : public InternalIterator {
   }
 
   const Table* const table_;
+  const bool use_block_cache_;
   std::unique_ptr<InternalIterator> block_it_;
   std::size_t block_index_ = 0;
   Status status_;
 };
 
-std::unique_ptr<InternalIterator> Table::NewIterator() const {
-  return std::make_unique<TableIterator>(this);
+std::unique_ptr<InternalIterator> Table::NewIterator(bool use_block_cache) const {
+  return std::make_unique<TableIterator>(this, use_block_cache);
 }
 
 }  // namespace cascadefs::engine

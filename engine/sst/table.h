@@ -42,8 +42,10 @@ class Table {
   // first entry at or after it; if its user key matches, fills *result.
   io::Task<Status> Get(std::string_view lookup_key, TableGetResult* result) const;
   // A two-level iterator: the in-memory index, then data blocks read as it moves. It refers
-  // to this table, which must outlive it.
-  std::unique_ptr<InternalIterator> NewIterator() const;
+  // to this table, which must outlive it. With use_block_cache false it neither looks blocks
+  // up in the block cache nor inserts them: a compaction reads each block once, and would
+  // only push the readers' hot blocks out (and skew the hit ratio).
+  std::unique_ptr<InternalIterator> NewIterator(bool use_block_cache = true) const;
 
   std::uint64_t num_entries() const { return num_entries_; }
   std::string_view smallest_key() const { return smallest_key_; }
@@ -64,7 +66,8 @@ class Table {
   // The first block whose last key is >= key; index_.size() when none.
   std::size_t FindBlock(std::string_view internal_key) const;
   std::string_view FilterOf(std::uint32_t block_number) const;
-  io::Task<Result<std::shared_ptr<const class Block>>> LoadBlock(std::size_t index) const;
+  io::Task<Result<std::shared_ptr<const class Block>>> LoadBlock(std::size_t index,
+                                                                 bool use_block_cache) const;
 
   std::unique_ptr<RandomAccessFile> file_;
   std::vector<IndexEntry> index_;

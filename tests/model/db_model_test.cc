@@ -2,13 +2,16 @@
 //
 // Goal: every read the engine answers (Get, Get at a snapshot, forward and backward
 // iteration, Seek and SeekForPrev with stepping) equals the model's answer, across memtable
-// switches, flushes to many small multi-block SSTs, and reopens (WAL replay).
+// switches, flushes to many small multi-block SSTs, compactions through several levels
+// (snapshots held across them, reopens cancelling them midway), and reopens (WAL replay).
 // Method: LevelDB's ModelDB idea. A seeded random sequence of puts, deletes, batches,
 // snapshots, iterators, flushes and reopens runs against both; after every step the answers
 // are compared. Tiny memtables (64 KiB) and blocks (256 B) make flushes and multi-block tables
-// constant. Both call forms are exercised: blocking calls and coroutines on the scheduler.
-// The seed comes from CFS_TEST_SEED or the clock, and is printed on failure; a failing seed
-// becomes a regression test below.
+// constant; the compaction settings use 8 KiB memtables, 16 KiB level 1 and 8 KiB target files,
+// so compactions run all the time and reach levels 3 and deeper (one of them rate limited, so
+// reads, snapshots and reopens meet compactions in the middle). Both call forms are exercised:
+// blocking calls and coroutines on the scheduler. The seed comes from CFS_TEST_SEED or the clock,
+// and is printed on failure; a failing seed becomes a regression test below.
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -45,6 +48,8 @@ struct ModelParam {
   EnvKind env;
   Compression compression;
   std::uint32_t steps;
+  bool compaction = false;  // tiny memtables and levels: compactions all the time
+  std::uint32_t compaction_rate_limit_mb_per_sec = 0;
 };
 
 class DbModelTest : public ::testing::TestWithParam<ModelParam> {
@@ -72,6 +77,16 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
     options_.compression = GetParam().compression;
     options_.wal_segment_size_bytes = 64 << 10;
     options_.wal_buffer_size_bytes = 512;
+    if (GetParam().compaction) {
+      options_.write_buffer_size_bytes = 8 << 10;
+      options_.level0_compaction_trigger = 2;
+      options_.level0_slowdown_writes_trigger = 4;
+      options_.level0_stop_writes_trigger = 6;
+      options_.max_bytes_for_level_base = 16 << 10;
+      options_.level_size_multiplier = 2;
+      options_.target_file_size_bytes = 8 << 10;
+      options_.compaction_rate_limit_mb_per_sec = GetParam().compaction_rate_limit_mb_per_sec;
+    }
     Open();
   }
 
@@ -263,6 +278,12 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
     ASSERT_NO_FATAL_FAILURE(CheckFullScan(model, nullptr));
     const DbStats stats = db_->stats();
     EXPECT_GT(stats.sst_files, 1u) << "the run made no SSTs: the test lost its point";
+    if (GetParam().compaction) {
+      std::uint64_t deep_files = 0;
+      const std::vector<LevelStats> levels = db_->GetLevelStats();
+      for (std::size_t level = 2; level < levels.size(); ++level) deep_files += levels[level].files;
+      EXPECT_GT(deep_files, 0u) << "nothing reached level 2: the test lost its point";
+    }
   }
 
   std::mt19937_64 rng_;
@@ -277,17 +298,21 @@ class DbModelTest : public ::testing::TestWithParam<ModelParam> {
 
 TEST_P(DbModelTest, RandomOperationsMatchModel) { Run(SeedFromEnvironment()); }
 
-INSTANTIATE_TEST_SUITE_P(Settings, DbModelTest,
-                         ::testing::Values(ModelParam{EnvKind::kMem, Compression::kNone, 6000},
-                                           ModelParam{EnvKind::kMem, Compression::kZstd, 3000},
-                                           ModelParam{EnvKind::kScheduler, Compression::kNone,
-                                                      3000}),
-                         [](const ::testing::TestParamInfo<ModelParam>& info) {
-                           std::string name =
-                               info.param.env == EnvKind::kMem ? "MemEnv" : "SchedulerEnv";
-                           name += info.param.compression == Compression::kZstd ? "Zstd" : "Plain";
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Settings, DbModelTest,
+    ::testing::Values(ModelParam{EnvKind::kMem, Compression::kNone, 6000},
+                      ModelParam{EnvKind::kMem, Compression::kZstd, 3000},
+                      ModelParam{EnvKind::kScheduler, Compression::kNone, 3000},
+                      ModelParam{EnvKind::kMem, Compression::kNone, 8000, true},
+                      ModelParam{EnvKind::kMem, Compression::kZstd, 4000, true, 1},
+                      ModelParam{EnvKind::kScheduler, Compression::kNone, 4000, true}),
+    [](const ::testing::TestParamInfo<ModelParam>& info) {
+      std::string name = info.param.env == EnvKind::kMem ? "MemEnv" : "SchedulerEnv";
+      name += info.param.compression == Compression::kZstd ? "Zstd" : "Plain";
+      if (info.param.compaction) name += "Compacting";
+      if (info.param.compaction_rate_limit_mb_per_sec > 0) name += "Slowly";
+      return name;
+    });
 
 }  // namespace
 }  // namespace cascadefs::engine

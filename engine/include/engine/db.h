@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/io/task.h"
 #include "engine/iterator.h"
@@ -42,7 +43,7 @@ struct DbStats {
   std::uint64_t wal_bytes_written = 0;    // bytes written to WAL segments
   std::uint64_t memtable_flushes = 0;     // memtables written to L0 SSTs
   std::uint64_t flush_bytes_written = 0;  // bytes of SSTs written by flushes
-  std::uint64_t write_stalls = 0;         // writes that waited for a flush (both full)
+  std::uint64_t write_stalls = 0;         // writes that waited (a flush, or L0 at the stop)
   std::uint64_t write_stall_micros = 0;   // time those writes waited, in microseconds
   std::uint64_t sst_files = 0;            // live SST files now
   std::uint64_t sst_bytes = 0;            // their total size now
@@ -52,6 +53,27 @@ struct DbStats {
   std::uint64_t block_cache_misses = 0;   // data block reads that went to the file
   std::uint64_t block_cache_bytes = 0;    // bytes of blocks cached now
   std::uint64_t last_sequence = 0;        // sequence number of the newest write
+
+  // Compaction (docs/engine.md, "Compaction"); GetLevelStats has the shape of the tree.
+  // Writes delayed ~1 ms each because level 0 reached level0_slowdown_writes_trigger (their
+  // delay counts in write_stall_micros; waits at level0_stop_writes_trigger in write_stalls).
+  std::uint64_t write_slowdowns = 0;
+  std::uint64_t compactions = 0;               // finished, trivial moves included
+  std::uint64_t trivial_moves = 0;             // files moved down by a manifest edit alone
+  std::uint64_t compaction_bytes_read = 0;     // input SST bytes merged
+  std::uint64_t compaction_bytes_written = 0;  // output SST bytes written
+  std::uint64_t compaction_micros = 0;         // time compactions ran, yields and sleeps included
+  std::uint64_t obsolete_files_deleted = 0;    // SSTs deleted once compactions replaced them
+};
+
+// One level of the LSM tree now (GetLevelStats).
+struct LevelStats {
+  std::uint64_t files = 0;    // SST files in the level
+  std::uint64_t bytes = 0;    // their total size
+  std::uint64_t entries = 0;  // entries in them (values and deletion markers, all versions)
+  // Level 0: files / level0_compaction_trigger; level L >= 1: bytes / its limit; the last
+  // level 0. A compaction runs when some level scores >= 1.
+  double score = 0;
 };
 
 class DB {
@@ -109,6 +131,8 @@ class DB {
   virtual Status Close() = 0;
 
   virtual DbStats stats() const = 0;
+  // The shape of the tree now: kNumLevels (7) entries, level 0 first. Thread-safe; no I/O.
+  virtual std::vector<LevelStats> GetLevelStats() const = 0;
   // The scheduler the store runs on (options.scheduler or its own).
   virtual io::Scheduler* scheduler() const = 0;
 };

@@ -42,10 +42,10 @@ struct Options {
   // Fails Open with InvalidArgument when the store already exists. Default: false.
   bool error_if_exists = false;
 
-  // The scheduler that runs the store's I/O and background work (flushes). When null, Open
-  // creates one with default options and the store owns it. Share one scheduler between a
-  // store and its users (the FUSE daemon) so no request hops between runtimes. Must outlive
-  // the store. Default: null.
+  // The scheduler that runs the store's I/O and background work (flushes, compactions). When
+  // null, Open creates one with default options and the store owns it. Share one scheduler between
+  // a store and its users (the FUSE daemon) so no request hops between runtimes. Must outlive the
+  // store. Default: null.
   io::Scheduler* scheduler = nullptr;
   // The Env all file I/O goes through. When null, a scheduler-backed Env on `scheduler`.
   // Tests pass a MemEnv or FaultEnv. Must outlive the store. Default: null.
@@ -102,6 +102,40 @@ struct Options {
   // cache. Index and filter blocks are held by each open table instead (max_open_files bounds
   // them). Range: 0..1 TiB. Default: 256 MiB.
   std::uint64_t block_cache_size_bytes = std::uint64_t{256} << 20;
+
+  // ---- compaction (docs/engine.md, "Compaction") ----
+  // Level 0 holds whole flushed memtables, whose key ranges overlap, so a point read probes
+  // every level-0 file. Level-0 files are compacted into level 1 once there are this many.
+  // Smaller: faster reads, more compaction work. Range: 1..1000. Default: 4.
+  std::uint32_t level0_compaction_trigger = 4;
+  // With this many level-0 files each write is delayed by about 1 ms, so compaction catches
+  // up before writes must stop (counted in DbStats::write_slowdowns).
+  // Range: level0_compaction_trigger..level0_stop_writes_trigger. Default: 20.
+  std::uint32_t level0_slowdown_writes_trigger = 20;
+  // With this many level-0 files writes wait until compaction brings the count below it
+  // (counted in DbStats::write_stalls). Range: level0_slowdown_writes_trigger..1000.
+  // Default: 36.
+  std::uint32_t level0_stop_writes_trigger = 36;
+  // Level 1 is compacted into level 2 once its files total more than this; level L >= 1 holds
+  // up to max_bytes_for_level_base * level_size_multiplier^(L-1). Make it about the size of
+  // level 0 at the compaction trigger (level0_compaction_trigger x write_buffer_size_bytes),
+  // so an L0->L1 compaction rewrites about as much as it brings. Range: 16 KiB..1 TiB.
+  // Default: 256 MiB.
+  std::uint64_t max_bytes_for_level_base = std::uint64_t{256} << 20;
+  // How much larger each level from 1 on may grow than the one above it. Larger: fewer
+  // levels (fewer probes per read), more rewriting per byte (write amplification grows with
+  // it). Range: 2..100. Default: 10.
+  std::uint32_t level_size_multiplier = 10;
+  // A compaction cuts its output into SSTs of about this size (cut only between user keys, so
+  // a key with many versions may overshoot). Also cut early when one output would overlap
+  // more than 10x this of the level below its own (bounding a later compaction's size).
+  // Range: 2 KiB..4 GiB. Default: 64 MiB.
+  std::uint64_t target_file_size_bytes = std::uint64_t{64} << 20;
+  // Caps the bytes a compaction writes per second, in MiB/s; the compaction sleeps between
+  // its steps when ahead of the rate. Use it to keep compaction from taking the disk's whole
+  // bandwidth from foreground reads; too low and level 0 grows until writes stall.
+  // 0 means unlimited. Range: 0..100,000. Default: 0.
+  std::uint32_t compaction_rate_limit_mb_per_sec = 0;
 
   // Receives the store's few log lines (recovery truncating a torn WAL tail, a background
   // error). Called from any thread. Default: none (dropped).
