@@ -336,10 +336,6 @@ io::Task<int> Filesystem::ReadLink(std::uint64_t ino, std::string* out) {
 
 io::Task<int> Filesystem::MakeNode(std::uint64_t parent, std::string_view name, std::uint32_t mode,
                                    std::uint32_t rdev, const Caller& caller, EntryOut* out) {
-  if (name.size() > kNameBytesMax) co_return ENAMETOOLONG;
-  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
-    co_return EINVAL;
-  }
   InodeRecord rec;
   rec.mode = mode;
   rec.rdev = S_ISCHR(mode) || S_ISBLK(mode) ? rdev : 0;
@@ -347,6 +343,29 @@ io::Task<int> Filesystem::MakeNode(std::uint64_t parent, std::string_view name, 
   rec.gid = caller.gid;
   rec.nlink = S_ISDIR(mode) ? 2 : 1;
   if (S_ISDIR(mode)) rec.next_cookie = kFirstCookie;
+  co_return co_await CreateNode(parent, name, std::move(rec), out);
+}
+
+io::Task<int> Filesystem::Symlink(std::uint64_t parent, std::string_view name,
+                                  std::string_view target, const Caller& caller, EntryOut* out) {
+  if (target.size() > kSymlinkBytesMax) co_return ENAMETOOLONG;
+  if (target.empty()) co_return ENOENT;
+  InodeRecord rec;
+  rec.mode = S_IFLNK | 0777;
+  rec.uid = caller.uid;
+  rec.gid = caller.gid;
+  rec.nlink = 1;
+  rec.symlink_target.assign(target);
+  rec.size = target.size();
+  co_return co_await CreateNode(parent, name, std::move(rec), out);
+}
+
+io::Task<int> Filesystem::CreateNode(std::uint64_t parent, std::string_view name, InodeRecord rec,
+                                     EntryOut* out) {
+  if (name.size() > kNameBytesMax) co_return ENAMETOOLONG;
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
+    co_return EINVAL;
+  }
   co_await namespace_mutex_.Lock();
   AsyncMutexUnlocker unlock(namespace_mutex_);
   InodeRef dir;
@@ -394,69 +413,6 @@ io::Task<int> Filesystem::MakeNode(std::uint64_t parent, std::string_view name, 
   batch.Put(SuperblockKey(), sb.Encode());
   next_ino_ = ino + 1;
   err = co_await Commit(batch, "creating '" + std::string(name) + "'");
-  if (err != 0) co_return err;
-  std::lock_guard lock(state_mutex_);
-  auto [it, inserted] = inodes_.try_emplace(ino, nullptr);
-  if (inserted) {
-    it->second = std::make_shared<Inode>(ino);
-    it->second->rec = rec;
-  }
-  ++it->second->nlookup;
-  out->ino = ino;
-  out->attr = it->second->rec;
-  co_return 0;
-}
-
-io::Task<int> Filesystem::Symlink(std::uint64_t parent, std::string_view name,
-                                  std::string_view target, const Caller& caller, EntryOut* out) {
-  if (target.size() > kSymlinkBytesMax) co_return ENAMETOOLONG;
-  if (target.empty()) co_return ENOENT;
-  if (name.size() > kNameBytesMax) co_return ENAMETOOLONG;
-  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
-    co_return EINVAL;
-  }
-  co_await namespace_mutex_.Lock();
-  AsyncMutexUnlocker unlock(namespace_mutex_);
-  InodeRef dir;
-  int err = co_await Pin(parent, &dir);
-  if (err != 0) co_return err;
-  DirentValue existing;
-  err = co_await GetDirent(parent, name, &existing);
-  if (err == 0) co_return EEXIST;
-  if (err != ENOENT) co_return err;
-  if (SpaceLow()) co_return ENOSPC;
-  const std::uint64_t ino = next_ino_;
-  InodeRecord rec;
-  rec.mode = S_IFLNK | 0777;
-  rec.uid = caller.uid;
-  rec.gid = caller.gid;
-  rec.nlink = 1;
-  rec.symlink_target.assign(target);
-  rec.size = target.size();
-  engine::WriteBatch batch;
-  {
-    std::lock_guard lock(state_mutex_);
-    InodeRecord& d = dir->rec;
-    if (!S_ISDIR(d.mode)) co_return ENOTDIR;
-    if (d.nlink == 0) co_return ENOENT;
-    const std::int64_t now = NowNs();
-    rec.atime_ns = rec.mtime_ns = rec.ctime_ns = rec.btime_ns = now;
-    if ((d.mode & S_ISGID) != 0) rec.gid = d.gid;
-    DirentValue dirent{ino, d.next_cookie++, S_IFLNK};
-    ++d.entry_count;
-    d.mtime_ns = d.ctime_ns = now;
-    batch.Put(InodeKey(ino), rec.Encode());
-    batch.Put(DirentKey(parent, name), dirent.Encode());
-    batch.Put(ListingKey(parent, dirent.cookie),
-              ListingValue{ino, S_IFLNK, std::string(name)}.Encode());
-    batch.Put(InodeKey(parent), d.Encode());
-    ++record_epoch_;
-  }
-  Superblock sb;
-  sb.next_ino = ino + 1;
-  batch.Put(SuperblockKey(), sb.Encode());
-  next_ino_ = ino + 1;
-  err = co_await Commit(batch, "creating symlink '" + std::string(name) + "'");
   if (err != 0) co_return err;
   std::lock_guard lock(state_mutex_);
   auto [it, inserted] = inodes_.try_emplace(ino, nullptr);

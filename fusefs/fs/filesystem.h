@@ -173,6 +173,10 @@ class Filesystem {
   Filesystem(engine::DB* db, FsOptions options);
 
   io::Task<Status> Init();
+  // The shared part of mknod, mkdir, create and symlink: `rec` (type, owner, link count and
+  // payload set) gets its times, setgid inheritance and number, and joins `parent`.
+  io::Task<int> CreateNode(std::uint64_t parent, std::string_view name, InodeRecord rec,
+                           EntryOut* out);
   // The in-memory inode `ino`, loaded from the engine if needed; ENOENT when it does not exist.
   io::Task<int> Pin(std::uint64_t ino, InodeRef* out);
   void Unpin(Inode* inode);
