@@ -137,6 +137,11 @@ Status OpError(const IoOp& op) {
 SizeOp Read(int fd, void* buf, std::size_t len, std::uint64_t offset) {
   return SizeOp(MakeDataOp(OpCode::kRead, fd, buf, len, offset));
 }
+SizeOp ReadBlockingDevice(int fd, void* buf, std::size_t len) {
+  IoOp op = MakeDataOp(OpCode::kRead, fd, buf, len, kCurrentPosition);
+  op.always_async = true;
+  return SizeOp(op);
+}
 SizeOp Write(int fd, const void* buf, std::size_t len, std::uint64_t offset) {
   return SizeOp(MakeDataOp(OpCode::kWrite, fd, buf, len, offset));
 }

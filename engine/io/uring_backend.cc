@@ -192,6 +192,7 @@ class UringBackend final : public OpBackend {
         io_uring_prep_timeout(sqe, &op->timeout, 0, 0);
         break;
     }
+    if (op->always_async) sqe->flags |= IOSQE_ASYNC;
     io_uring_sqe_set_data(sqe, op);
     return true;
   }

@@ -19,6 +19,12 @@
 namespace cascadefs::fusefs {
 namespace {
 
+// POSIX ACLs are not supported (like ext4 mounted with noacl): storing
+// system.posix_acl_access as a plain xattr would leave the mode bits and the ACL disagreeing
+// (tools such as `cp -a` set the ACL instead of calling chmod when the filesystem takes it).
+// EOPNOTSUPP makes them fall back to the mode bits.
+bool IsPosixAclName(std::string_view name) { return name.starts_with("system.posix_acl_"); }
+
 std::int64_t NowNs() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -1209,6 +1215,7 @@ io::Task<int> Filesystem::StatFs(struct statvfs* out) {
 io::Task<int> Filesystem::SetXattr(std::uint64_t ino, std::string_view name, std::string_view value,
                                    std::uint32_t flags) {
   if (name.empty()) co_return EINVAL;
+  if (IsPosixAclName(name)) co_return EOPNOTSUPP;
   if (name.size() > kXattrNameBytesMax) co_return ERANGE;
   if (value.size() > kXattrValueBytesMax) co_return E2BIG;
   co_await namespace_mutex_.Lock();
@@ -1236,6 +1243,7 @@ io::Task<int> Filesystem::SetXattr(std::uint64_t ino, std::string_view name, std
 }
 
 io::Task<int> Filesystem::GetXattr(std::uint64_t ino, std::string_view name, std::string* value) {
+  if (IsPosixAclName(name)) co_return EOPNOTSUPP;
   InodeRef inode;
   const int err = co_await Pin(ino, &inode);
   if (err != 0) co_return err;

@@ -16,6 +16,19 @@
 namespace cascadefs::fusefs {
 namespace {
 
+// Whether a reply is worth counting in MountStats::errors: answers that are part of normal
+// operation are not (a lookup of a name that is not there, an absent xattr or one larger
+// than the caller's probe buffer, a feature we do not offer, which the kernel or the tool
+// then stops asking for).
+bool CountsAsError(std::uint32_t opcode, int error) {
+  if (error == 0) return false;
+  if (error == ENOENT && opcode == FUSE_LOOKUP) return false;
+  if (error == ENODATA || error == ERANGE) {
+    return opcode != FUSE_GETXATTR && opcode != FUSE_LISTXATTR && opcode != FUSE_REMOVEXATTR;
+  }
+  return error != ENOSYS && error != EOPNOTSUPP;
+}
+
 // The protocol version we speak: linux/fuse.h of Debian 12 (7.38). A newer kernel speaks ours.
 constexpr std::uint32_t kProtocolMajor = FUSE_KERNEL_VERSION;
 constexpr std::uint32_t kProtocolMinor = FUSE_KERNEL_MINOR_VERSION;
@@ -151,9 +164,7 @@ io::Task<void> FuseHandler::Handle(std::string_view request, std::uint64_t* uniq
     std::lock_guard lock(active_mutex_);
     active_.erase(header.unique);
   }
-  if (reply->error != 0 && !(reply->error == ENOENT && header.opcode == FUSE_LOOKUP)) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
-  }
+  if (CountsAsError(header.opcode, reply->error)) errors_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void FuseHandler::Init(std::string_view arg, FuseReply* reply) {

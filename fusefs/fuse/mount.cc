@@ -194,7 +194,7 @@ io::Task<void> MountImpl::ServeLoop() {
   FuseReply reply;
   for (;;) {
     Result<std::size_t> got =
-        co_await io::Read(fd_, buffer.data(), buffer.size(), io::kCurrentPosition);
+        co_await io::ReadBlockingDevice(fd_, buffer.data(), buffer.size());
     if (!got.ok()) {
       const int e = got.status().errno_value();
       // ENOENT: the request was interrupted before we read it. ENODEV: the mount is gone.

@@ -67,6 +67,8 @@ struct MountRequest {
 struct MountStats {
   std::string transport;  // "dev-fuse"
   std::uint64_t requests = 0;
+  // Replies with an error, except those of normal operation: ENOENT of a lookup, ENODATA and
+  // ERANGE of xattr calls, ENOSYS and EOPNOTSUPP of features not offered.
   std::uint64_t errors = 0;
   std::uint64_t reads = 0;
   std::uint64_t writes = 0;

@@ -197,6 +197,7 @@ struct IoOp : ReadyNode {
   OpCode code = OpCode::kRead;
   std::uint8_t retry_count = 0;  // resubmissions so far; bounded by kRetryMax
   std::uint16_t buf_index = 0;   // fixed buffer index (kReadFixed, kWriteFixed)
+  bool always_async = false;     // run on io_uring's worker threads, never inline (IOSQE_ASYNC)
   int fd = -1;
   int dirfd2 = -1;                // kRenameat: the new path's directory
   std::int32_t result = 0;        // the kernel's result: >= 0 success, -errno failure
@@ -275,6 +276,12 @@ inline constexpr std::uint64_t kCurrentPosition = ~std::uint64_t{0};
 
 // pread: up to `len` bytes at `offset`. 0 bytes means end of file.
 SizeOp Read(int fd, void* buf, std::size_t len, std::uint64_t offset);
+// read(2) of a character device that can block even after polling readable and ignores
+// IOCB_NOWAIT, such as /dev/fuse: when several readers share the device, another one can take
+// the pending request between io_uring's readiness check and its inline attempt, which would
+// then sleep in the kernel on the IO thread itself and stall every task of that thread. This
+// read always runs on io_uring's worker threads (IOSQE_ASYNC), never inline.
+SizeOp ReadBlockingDevice(int fd, void* buf, std::size_t len);
 // pwrite: up to `len` bytes at `offset`.
 SizeOp Write(int fd, const void* buf, std::size_t len, std::uint64_t offset);
 // Reads/writes through a registered buffer of the current IO thread (AcquireFixedBuffer).
