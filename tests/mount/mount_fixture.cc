@@ -260,13 +260,14 @@ std::string MountGuard::Remount() {
   return error.empty() ? "" : "remount: " + error;
 }
 
-std::string MountGuard::KillDaemon() {
+std::string MountGuard::KillDaemon(const std::function<void()>& after_kill) {
   if (native()) return "KillDaemon on the native target";
   if (daemon_pid_ <= 0) return "KillDaemon: no daemon";
   kill(daemon_pid_, SIGKILL);
   int status = 0;
   if (!WaitDaemon(kDaemonExitWaitMs, &status)) return "the daemon survived SIGKILL";
   daemon_pid_ = -1;
+  if (after_kill) after_kill();
   if (!ForceUnmount()) return "lazy unmount of the dead mount " + root_ + " failed";
   const std::string error = Mount();
   return error.empty() ? "" : "mount after kill -9: " + error;
@@ -299,9 +300,9 @@ void MountedFs::Remount() {
   ASSERT_EQ(error, "");
 }
 
-void MountedFs::KillDaemon() {
+void MountedFs::KillDaemon(const std::function<void()>& after_kill) {
   ASSERT_NE(guard_, nullptr);
-  const std::string error = guard_->KillDaemon();
+  const std::string error = guard_->KillDaemon(after_kill);
   ASSERT_EQ(error, "");
 }
 

@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -71,9 +72,10 @@ class MountGuard {
   std::string Mount();
   std::string Unmount();
   std::string Remount();  // Unmount() then Mount(); native: nothing
-  // SIGKILL to the daemon, reap it, lazy unmount of the dead mount point, Mount() again.
+  // SIGKILL to the daemon, reap it, run `after_kill` (if given: e.g. kill the writers that
+  // were using the mount), lazy unmount of the dead mount point, Mount() again.
   // REQUIRES: target() == kCascadefs.
-  std::string KillDaemon();
+  std::string KillDaemon(const std::function<void()>& after_kill = {});
 
   Target target() const { return target_; }
   bool native() const { return target_ == Target::kNative; }
@@ -111,7 +113,7 @@ class MountedFs : public ::testing::Test {
 
   // ASSERTs that the remount (or kill and remount) worked.
   void Remount();
-  void KillDaemon();
+  void KillDaemon(const std::function<void()>& after_kill = {});
   std::string path(std::string_view rel) const;
   bool native() const { return guard_ != nullptr && guard_->native(); }
   MountGuard& guard() { return *guard_; }
