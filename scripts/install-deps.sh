@@ -21,6 +21,9 @@ readonly build_packages=(
   libzstd-dev libxxhash-dev libssl-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
+  # tests/mount: the real programs run in the mount (git, sqlite3, tar + diff, make + gcc),
+  # xz for tarballs, and mkfs.ext4 + mount for the ENOSPC test's loop-mounted store.
+  git sqlite3 tar diffutils xz-utils gcc e2fsprogs mount
 )
 # The anchors: measured side by side in bench/, never linked into the product.
 readonly bench_packages=(
