@@ -1114,7 +1114,7 @@ io::Task<int> Filesystem::Lseek(std::uint64_t ino, std::uint64_t offset, int whe
 }
 
 io::Task<int> Filesystem::ReadDir(std::uint64_t ino, std::uint64_t cookie, bool plus,
-                                  const DirEmitter& emit) {
+                                  const DirEmitter& emit, std::uint64_t* listing_end) {
   InodeRef dir;
   int err = co_await Pin(ino, &dir);
   if (err != 0) co_return err;
@@ -1124,6 +1124,8 @@ io::Task<int> Filesystem::ReadDir(std::uint64_t ino, std::uint64_t cookie, bool 
     if (!S_ISDIR(dir->rec.mode)) co_return ENOTDIR;
     self = dir->rec;
   }
+  if (cookie == 0) *listing_end = self.next_cookie;
+  const std::uint64_t end = *listing_end == 0 ? ~std::uint64_t{0} : *listing_end;
   if (cookie < 1 && !emit(".", ino, S_IFDIR, 1, plus ? &self : nullptr)) co_return 0;
   if (cookie < 2 && !emit("..", self.parent, S_IFDIR, 2, nullptr)) co_return 0;
   if (self.nlink == 0) co_return 0;  // removed while open: nothing more to list
@@ -1136,6 +1138,7 @@ io::Task<int> Filesystem::ReadDir(std::uint64_t ino, std::uint64_t cookie, bool 
       co_return EIO;
     }
     const std::uint64_t entry_cookie = DecodeBig64(it->key().substr(prefix.size()));
+    if (entry_cookie >= end) break;  // created after this listing began
     Result<ListingValue> entry = ListingValue::Decode(it->value());
     if (!entry.ok()) {
       Log("directory " + std::to_string(ino) + ": " + std::string(entry.status().message()));

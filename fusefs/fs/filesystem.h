@@ -151,7 +151,14 @@ class Filesystem {
   using DirEmitter =
       std::function<bool(std::string_view name, std::uint64_t ino, std::uint32_t mode,
                          std::uint64_t next_cookie, const InodeRecord* attr)>;
-  io::Task<int> ReadDir(std::uint64_t ino, std::uint64_t cookie, bool plus, const DirEmitter& emit);
+  //
+  // `listing_end` bounds one listing so it ends even while entries are being created: a
+  // listing from cookie 0 sets it to the directory's next cookie, and entries created after
+  // that (cookies at or above it) are not listed, as POSIX allows for entries added after
+  // opendir/rewinddir. 0 means no bound (a listing resumed on a handle that never started
+  // one).
+  io::Task<int> ReadDir(std::uint64_t ino, std::uint64_t cookie, bool plus, const DirEmitter& emit,
+                        std::uint64_t* listing_end);
   io::Task<int> StatFs(struct statvfs* out);
 
   // `flags`: XATTR_CREATE, XATTR_REPLACE or 0.

@@ -504,11 +504,21 @@ io::Task<void> FuseHandler::Dispatch(const fuse_in_header& header, std::string_v
     }
     case FUSE_OPENDIR: {
       fuse_open_out out{};
+      {
+        std::lock_guard lock(listings_mutex_);
+        out.fh = next_dir_handle_++;
+        listing_end_[out.fh] = 0;
+      }
       Append(&reply->fixed, out);
       co_return;
     }
-    case FUSE_RELEASEDIR:
+    case FUSE_RELEASEDIR: {
+      fuse_release_in in{};
+      if (!TakeArg(&arg, &in)) break;
+      std::lock_guard lock(listings_mutex_);
+      listing_end_.erase(in.fh);
       co_return;
+    }
     case FUSE_READDIR:
     case FUSE_READDIRPLUS: {
       fuse_read_in in{};
@@ -546,7 +556,20 @@ io::Task<void> FuseHandler::Dispatch(const fuse_in_header& header, std::string_v
         std::memcpy(p + FUSE_NAME_OFFSET, name.data(), name.size());
         return true;
       };
-      err = co_await fs_->ReadDir(ino, in.offset, plus, emit);
+      std::uint64_t listing_end = 0;
+      {
+        std::lock_guard lock(listings_mutex_);
+        if (auto found = listing_end_.find(in.fh); found != listing_end_.end()) {
+          listing_end = found->second;
+        }
+      }
+      err = co_await fs_->ReadDir(ino, in.offset, plus, emit, &listing_end);
+      if (in.offset == 0) {
+        std::lock_guard lock(listings_mutex_);
+        if (auto found = listing_end_.find(in.fh); found != listing_end_.end()) {
+          found->second = listing_end;
+        }
+      }
       reply->error = err;
       co_return;
     }

@@ -108,6 +108,12 @@ class FuseHandler {
   // Bounded by the transport's requests in flight.
   std::unordered_map<std::uint64_t, Active> active_;  // GUARDED_BY(active_mutex_)
 
+  // Per open directory handle (the fh we give OPENDIR): where its current listing ends
+  // (Filesystem::ReadDir's listing_end). Bounded by the kernel's open directory handles.
+  std::mutex listings_mutex_;
+  std::uint64_t next_dir_handle_ = 1;                            // GUARDED_BY(listings_mutex_)
+  std::unordered_map<std::uint64_t, std::uint64_t> listing_end_;  // GUARDED_BY(listings_mutex_)
+
   std::atomic<std::uint64_t> requests_{0};
   std::atomic<std::uint64_t> errors_{0};
   std::atomic<std::uint64_t> reads_{0};

@@ -163,6 +163,7 @@ Status MountImpl::StartImpl() {
   fuse_args args = FUSE_ARGS_INIT(3, argv);
   fuse_lowlevel_ops no_ops{};  // libfuse only mounts; it never dispatches a request
   session_ = fuse_session_new(&args, &no_ops, sizeof(no_ops), nullptr);
+  fuse_opt_free_args(&args);  // parsing replaced `args` with a copy libfuse allocated
   if (session_ == nullptr) {
     return Status::InvalidArgument(options_.mountpoint +
                                    ": mount options refused: " + mount_options);
