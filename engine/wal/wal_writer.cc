@@ -239,15 +239,20 @@ Result<WalPosition> WalWriter::Append(std::string_view record) {
   const std::uint64_t segment_size = options_.segment_size_bytes;
   if (mark_to_write_) {
     PadBlockLocked();
-    if (offset_ + kWalHeaderBytes + kSyncMarkPayloadBytes + kSegmentEndReserveBytes <=
-        segment_size) {
-      char payload[kSyncMarkPayloadBytes];
-      EncodeFixed64(payload, mark_to_write_->log_number);
-      EncodeFixed64(payload + 8, mark_to_write_->offset);
-      EmitFragmentLocked(WalFragmentType::kSyncMark,
-                         std::string_view(payload, kSyncMarkPayloadBytes));
+    // A mark is one fragment and never spans blocks. When the block's tail is too short for it,
+    // it waits for a later record: it states a position that was durable, which stays true.
+    const std::uint64_t block_left = kWalBlockSizeBytes - offset_ % kWalBlockSizeBytes;
+    if (block_left >= kWalHeaderBytes + kSyncMarkPayloadBytes) {
+      if (offset_ + kWalHeaderBytes + kSyncMarkPayloadBytes + kSegmentEndReserveBytes <=
+          segment_size) {
+        char payload[kSyncMarkPayloadBytes];
+        EncodeFixed64(payload, mark_to_write_->log_number);
+        EncodeFixed64(payload + 8, mark_to_write_->offset);
+        EmitFragmentLocked(WalFragmentType::kSyncMark,
+                           std::string_view(payload, kSyncMarkPayloadBytes));
+      }
+      mark_to_write_.reset();
     }
-    mark_to_write_.reset();
   }
   bool first = true;
   do {

@@ -122,6 +122,50 @@ TEST_F(WalTest, RoundTripAcrossBlocksAndSegments) {
   for (std::size_t i = 0; i < written.size(); ++i) ASSERT_EQ(replayed[i], written[i]) << i;
 }
 
+// A sync leaves a mark to write before the next record; the block's tail may then be too short
+// for it (between one header and a header plus the mark's payload). Every such tail, each
+// followed by a sync and a record, must append and replay.
+TEST_F(WalTest, SyncMarkAfterEveryShortBlockTail) {
+  options_.segment_size_bytes = 1 << 20;
+  options_.buffer_size_bytes = 1 << 20;
+  options_.in_flight_bytes_max = 1 << 20;
+  constexpr std::size_t kBlock = kWalBlockSizeBytes;
+  std::vector<std::string> written;
+  {
+    auto writer = OpenWriter(next_number_++);
+    auto append = [&](std::string record) {
+      written.push_back(std::move(record));
+      return AppendOrDie(*writer, written.back());
+    };
+    for (std::size_t tail = 1; tail <= kWalHeaderBytes + kSyncMarkPayloadBytes + 2; ++tail) {
+      // End a record exactly `tail` bytes before a block's end. A mark left by the last sync
+      // may be written in front of one of these records and shift it: then try again.
+      WalPosition at{};
+      bool landed = false;
+      for (int attempt = 0; attempt < 4 && !landed; ++attempt) {
+        at = append("x");
+        std::size_t left = kBlock - at.offset % kBlock;
+        if (left < tail + kWalHeaderBytes + 1) {
+          at = append(std::string(left + 1, 'p'));  // ends in the next block
+          left = kBlock - at.offset % kBlock;
+        }
+        at = append(Record(static_cast<int>(tail), left - tail - kWalHeaderBytes));
+        landed = kBlock - at.offset % kBlock == tail;
+      }
+      ASSERT_TRUE(landed) << "could not end a record " << tail << " bytes before a block end";
+      ASSERT_TRUE(scheduler_->BlockOn(writer->SyncTo(at)).ok());
+      append(Record(1000 + static_cast<int>(tail), 40));  // the mark comes first, if it fits
+    }
+    ASSERT_TRUE(scheduler_->BlockOn(writer->Close()).ok());
+  }
+  std::vector<std::string> replayed;
+  WalReplayResult result;
+  ASSERT_TRUE(Replay(&replayed, &result).ok());
+  EXPECT_FALSE(result.torn_tail) << result.torn_tail_reason;
+  ASSERT_EQ(replayed.size(), written.size());
+  for (std::size_t i = 0; i < written.size(); ++i) ASSERT_EQ(replayed[i], written[i]) << i;
+}
+
 TEST_F(WalTest, RecycledSegmentsDoNotReplayTheirOldLap) {
   {
     auto writer = OpenWriter(next_number_++);
