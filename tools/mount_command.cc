@@ -112,15 +112,17 @@ class Daemon {
   }
 
  private:
-  void RequestUnmount(int reply_fd) {
+  // Whether the kernel let go of the mount (the daemon then tears down and stops).
+  bool RequestUnmount(int reply_fd) {
     const Status status = mount_->Unmount();
     if (status.ok()) {
       log_->info("unmount requested");
       if (reply_fd >= 0) WriteLine(reply_fd, {{"unmounted", true}});
-      return;
+      return true;
     }
     log_->warn("unmount refused: {}", status.message());
     if (reply_fd >= 0) WriteLine(reply_fd, {{"error", std::string(status.message())}});
+    return false;
   }
 
   void SignalLoop() {
@@ -154,6 +156,17 @@ class Daemon {
       while (!request.empty() && (request.back() == '\n' || request.back() == '\r')) {
         request.pop_back();
       }
+      // Only the daemon's own user and root may ask (the abstract socket has no file mode to
+      // keep others out).
+      ucred peer{};
+      socklen_t peer_len = sizeof(peer);
+      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) != 0 ||
+          (peer.uid != 0 && peer.uid != geteuid())) {
+        WriteLine(fd, {{"error", "permission denied: this mount belongs to uid " +
+                                     std::to_string(geteuid())}});
+        close(fd);
+        continue;
+      }
       if (request == "status") {
         nlohmann::json j = StatsJson(mount_->stats());
         j["store"] = store_;
@@ -162,8 +175,11 @@ class Daemon {
         WriteLine(fd, j);
         close(fd);
       } else if (request == "umount") {
-        RequestUnmount(fd);
-        waiting_umounts_.push_back(fd);  // answered again once the daemon has stopped
+        if (RequestUnmount(fd)) {
+          waiting_umounts_.push_back(fd);  // answered again once the daemon has stopped
+        } else {
+          close(fd);  // refused (files open): the mount keeps serving
+        }
       } else {
         WriteLine(fd, {{"error", "unknown request: " + request}});
         close(fd);
