@@ -4,7 +4,7 @@
 #   make test    Debian packages, Debug + ASan + UBSan in build/debug, then every test
 #   make tsan    RelWithDebInfo + TSan in build/tsan, then the tests labelled "tsan"
 #   make bench   Debian packages incl. the anchors, Release in build/release
-#   make run     mount the default store on ./mnt (arrives with the filesystem issue)
+#   make run     Release build of cascadefs, then mount the default store on ./mnt
 #   make fuzz    clang + libFuzzer + ASan in build/fuzz; FUZZ_SECONDS per target (default 60)
 #   make format  clang-format -i on our .h/.cc files
 #   make lint    clang-tidy on our .cc files under engine cache fusefs tools
@@ -82,10 +82,26 @@ bench:
 	$(CONFIGURE_RELEASE)
 	cmake --build $(RELEASE_DIR) -j$(JOBS)
 
+# The default store lives where XDG says user data goes; the mount point is ./mnt. A second
+# `make run` while the mount is up says so and leaves it alone.
+RUN_STORE ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/cascadefs/default
+RUN_MOUNT ?= mnt
+CASCADEFS := $(RELEASE_DIR)/tools/cascadefs
+
 run:
-	@echo "make run: not available yet: 'cascadefs mount' (the default store on ./mnt)" \
-	  "arrives with the filesystem issue" >&2
-	@exit 1
+	scripts/install-deps.sh build
+	$(CONFIGURE_RELEASE) >/dev/null
+	cmake --build $(RELEASE_DIR) -j$(JOBS) --target cascadefs
+	@mkdir -p "$(RUN_STORE)" "$(RUN_MOUNT)"
+	@if mountpoint -q "$(RUN_MOUNT)"; then \
+	  echo "$(RUN_MOUNT) is already mounted:"; $(CASCADEFS) status "$(RUN_MOUNT)"; \
+	else \
+	  $(CASCADEFS) mount --store "$(RUN_STORE)" "$(RUN_MOUNT)"; \
+	  echo "mounted the store $(RUN_STORE) on ./$(RUN_MOUNT)"; \
+	fi
+	@echo "next:  echo hello > $(RUN_MOUNT)/hello.txt; cat $(RUN_MOUNT)/hello.txt"
+	@echo "       $(CASCADEFS) status $(RUN_MOUNT)      # requests, bytes, chunks written and reused"
+	@echo "       $(CASCADEFS) umount $(RUN_MOUNT)      # flushes everything, then unmounts"
 
 # Each target starts from its seed corpus (tests/fuzz/corpus/<name>/, read only: new inputs go
 # to build/fuzz/corpus/<name>/) and runs FUZZ_SECONDS. A crash leaves its input in build/fuzz;
