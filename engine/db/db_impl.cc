@@ -20,6 +20,10 @@ namespace {
 
 // How long a write waits at level0_slowdown_writes_trigger.
 constexpr std::chrono::milliseconds kWriteSlowdown{1};
+// A compaction that ran out of disk space is tried again after this pause, which it spends
+// in steps of kNoSpaceRetryStepMs so that Close never waits longer than one step.
+constexpr std::uint32_t kNoSpaceRetryMs = 2000;
+constexpr std::uint32_t kNoSpaceRetryStepMs = 100;
 
 std::uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -930,6 +934,8 @@ DbStats DBImpl::stats() const {
   out.compaction_bytes_read = counters_.compaction_bytes_read.load(std::memory_order_relaxed);
   out.compaction_bytes_written = counters_.compaction_bytes_written.load(std::memory_order_relaxed);
   out.compaction_micros = counters_.compaction_micros.load(std::memory_order_relaxed);
+  out.compactions_failed_no_space =
+      counters_.compactions_failed_no_space.load(std::memory_order_relaxed);
   out.obsolete_files_deleted = counters_.obsolete_files_deleted.load(std::memory_order_relaxed);
   out.last_sequence = last_sequence_.load(std::memory_order_relaxed);
   if (wal_) {
@@ -1007,6 +1013,20 @@ void DBImpl::MaybeScheduleCompactionLocked() {
 
 io::Task<void> DBImpl::BackgroundCompaction() {
   Status status = co_await CompactOnce(-1);
+  if (status.IsNoSpace()) {
+    // The job removed its outputs and the inputs are untouched: nothing is lost, and the store
+    // keeps serving. Wait (in steps, so Close is not held up) and let the next pick try again,
+    // once deletes, a smaller pick or another process have freed space.
+    counters_.compactions_failed_no_space.fetch_add(1, std::memory_order_relaxed);
+    Log(dir_ + ": compaction: " + status.ToString() + " (retried in " +
+        std::to_string(kNoSpaceRetryMs) + " ms)");
+    for (std::uint32_t waited = 0;
+         waited < kNoSpaceRetryMs && !shutting_down_.load(std::memory_order_acquire);
+         waited += kNoSpaceRetryStepMs) {
+      (void)co_await io::Sleep(std::chrono::milliseconds(kNoSpaceRetryStepMs));
+    }
+    status = Status::OK();
+  }
   std::lock_guard guard(mutex_);
   compaction_scheduled_ = false;
   if (!status.ok() && !status.IsCancelled()) {

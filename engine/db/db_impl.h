@@ -217,6 +217,7 @@ class DBImpl final : public DB {
     std::atomic<std::uint64_t> compaction_bytes_read{0};
     std::atomic<std::uint64_t> compaction_bytes_written{0};
     std::atomic<std::uint64_t> compaction_micros{0};
+    std::atomic<std::uint64_t> compactions_failed_no_space{0};
     std::atomic<std::uint64_t> obsolete_files_deleted{0};
   };
   Counters counters_;

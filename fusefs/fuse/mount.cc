@@ -9,10 +9,12 @@
 #define FUSE_USE_VERSION 314
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -29,6 +31,31 @@
 
 namespace cascadefs::fusefs {
 namespace {
+
+// A store on a small filesystem gets a smaller engine, so that the space reserve (which holds
+// a memtable flush, a compaction's output and the WAL's preallocated segments, so that deletes
+// keep working when the store is full) leaves most of the space for data. From 4 GiB up the
+// engine's defaults stand (64 MiB memtable, 16 MiB WAL segments, 64 MiB SSTs, 256 MiB level
+// base) and the reserve is the configured one; below, each shrinks with the filesystem
+// (memtable and SSTs 1/32 of it, WAL segments 1/64, reserve 1/8, none below its floor).
+void SizeForStoreFilesystem(const std::string& store_dir, engine::Options* engine_options,
+                            std::uint64_t* reserve_bytes) {
+  struct statvfs vfs {};
+  if (statvfs(store_dir.c_str(), &vfs) != 0) return;
+  const std::uint64_t fs_bytes = std::uint64_t{vfs.f_blocks} * vfs.f_frsize;
+  constexpr std::uint64_t kSmallFilesystemBytes = std::uint64_t{4} << 30;
+  if (fs_bytes >= kSmallFilesystemBytes) return;
+  constexpr std::uint64_t kWalBlock = 32 << 10;
+  const std::uint64_t buffer = std::clamp<std::uint64_t>(fs_bytes / 32, 1 << 20, 64 << 20);
+  const std::uint64_t segment =
+      std::clamp<std::uint64_t>(fs_bytes / 64 / kWalBlock * kWalBlock, 256 << 10, 16 << 20);
+  engine_options->write_buffer_size_bytes = buffer;
+  engine_options->target_file_size_bytes = buffer;
+  engine_options->max_bytes_for_level_base = 4 * buffer;
+  engine_options->wal_segment_size_bytes = segment;
+  const std::uint64_t floor = 3 * buffer + 2 * segment;
+  *reserve_bytes = std::min(*reserve_bytes, std::max(floor, fs_bytes / 8));
+}
 
 // How long Start waits for the kernel's FUSE_INIT after mount(2).
 constexpr int kInitTimeoutMs = 30'000;
@@ -126,6 +153,7 @@ Status MountImpl::StartImpl() {
   engine_options.create_if_missing = true;
   engine_options.block_cache_size_bytes = options_.block_cache_bytes;
   engine_options.info_log = options_.log;
+  SizeForStoreFilesystem(options_.store_dir, &engine_options, &options_.space_reserve_bytes);
   Result<std::unique_ptr<engine::DB>> db = engine::DB::Open(engine_options, options_.store_dir);
   if (!db.ok()) {
     if (db.status().IsBusy()) {

@@ -64,6 +64,9 @@ struct DbStats {
   std::uint64_t compaction_bytes_written = 0;  // output SST bytes written
   std::uint64_t compaction_micros = 0;         // time compactions ran, yields and sleeps included
   std::uint64_t obsolete_files_deleted = 0;    // SSTs deleted once compactions replaced them
+  // Compactions that ran out of disk space: their outputs were removed, the store kept
+  // serving, and compaction was tried again after a pause (docs/engine.md, "Compaction").
+  std::uint64_t compactions_failed_no_space = 0;
 };
 
 // One level of the LSM tree now (GetLevelStats).
