@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -94,6 +97,39 @@ TEST_F(Programs, GitCloneFsckStatus) {
   Run(g({"-C", clone, "fsck", "--strict", "--no-progress"}));
   EXPECT_EQ(Run(g({"-C", clone, "status", "--porcelain"})), "") << "clean after a remount";
   EXPECT_EQ(Run(g({"-C", clone, "rev-list", "--count", "HEAD"})), "4\n");
+}
+
+// Dedup visible to users: a second copy of a tree writes (almost) no new chunks. The counters
+// come from `cascadefs status --json` (chunks_written, chunks_reused), counted when files are
+// flushed, which each file's close does.
+TEST_F(Programs, SecondCopyOfATreeStoresNoNewChunks) {
+  if (native()) GTEST_SKIP() << "dedup is a property of cascadefs";
+  RequirePrograms({"cp"});
+  if (IsSkipped()) return;
+  const char* bin = std::getenv("CFS_CASCADEFS_BIN");
+  ASSERT_NE(bin, nullptr);
+  auto counter = [&](const std::string& status, const std::string& name) -> std::uint64_t {
+    const std::string key = "\"" + name + "\":";
+    const std::size_t at = status.find(key);
+    EXPECT_NE(at, std::string::npos) << name << " missing in " << status;
+    return at == std::string::npos ? 0 : std::stoull(status.substr(at + key.size()));
+  };
+  Run({"cp", "-a", "/usr/include/linux", path("first")});
+  const std::string after_first = Run({bin, "status", "--json", guard().root()});
+  Run({"cp", "-a", "/usr/include/linux", path("second")});
+  const std::string after_second = Run({bin, "status", "--json", guard().root()});
+  const std::uint64_t written_first = counter(after_first, "chunks_written");
+  const std::uint64_t written_second = counter(after_second, "chunks_written") - written_first;
+  const std::uint64_t reused_second =
+      counter(after_second, "chunks_reused") - counter(after_first, "chunks_reused");
+  std::printf("first copy: %llu chunks written; second copy: %llu written, %llu reused\n",
+              static_cast<unsigned long long>(written_first),
+              static_cast<unsigned long long>(written_second),
+              static_cast<unsigned long long>(reused_second));
+  ASSERT_GT(written_first, 500u) << "the tree is too small to show anything";
+  EXPECT_LE(written_second * 100, written_first) << "the second copy stored new chunks";
+  EXPECT_GE(reused_second * 10, written_first * 9) << "the second copy did not reuse chunks";
+  Run({"diff", "-r", "--no-dereference", path("first"), path("second")});
 }
 
 TEST_F(Programs, UntarAndDiff) {
