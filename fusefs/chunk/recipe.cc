@@ -514,7 +514,12 @@ class SpliceOp {
     CFS_CO_RETURN_IF_ERROR(co_await head.Seek(std::min(anchor, root_.length - 1)));
     replaced_begin_ = head.entry_start();
 
-    std::string buffer;  // new bytes from new offset `cursor` on, not yet cut
+    // New bytes from new offset `cursor` on, not yet cut, are buffer[buffer_begin..). Cut
+    // chunks only advance buffer_begin: erasing each from the front would move the rest of a
+    // large insert once per chunk (quadratic). The cut prefix is dropped only before more old
+    // bytes are appended, when less than a chunk is left after it.
+    std::string buffer;
+    std::size_t buffer_begin = 0;
     CFS_CO_RETURN_IF_ERROR(
         co_await tree_->Read(root_, replaced_begin_, offset - replaced_begin_, &buffer, stats_));
     buffer.append(insert);
@@ -531,21 +536,25 @@ class SpliceOp {
     const std::uint64_t new_length = ToNewLength();
     replacement_.clear();
     while (cursor < new_length) {
-      while (buffer.size() < chunker.max_chunk_bytes() && tail.valid()) {
+      while (buffer.size() - buffer_begin < chunker.max_chunk_bytes() && tail.valid()) {
+        if (buffer_begin > 0) {
+          buffer.erase(0, buffer_begin);
+          buffer_begin = 0;
+        }
         const std::uint64_t from = std::max(tail.entry_start(), edit_end) - tail.entry_start();
         CFS_CO_RETURN_IF_ERROR(co_await tree_->ReadRange(
             tail.entry().name, 0, tail.entry().length, from, tail.entry().length, &buffer, stats_));
         old_cuts.push_back(tail.entry_end());
         CFS_CO_RETURN_IF_ERROR(co_await tail.Next());
       }
-      const std::optional<std::size_t> found = chunker.FindCut(buffer);
-      const std::size_t cut = found.has_value() ? *found : buffer.size();
+      const std::string_view pending = std::string_view(buffer).substr(buffer_begin);
+      const std::optional<std::size_t> found = chunker.FindCut(pending);
+      const std::size_t cut = found.has_value() ? *found : pending.size();
       CFS_ASSERT(cut > 0);
-      Result<NodeEntry> leaf =
-          co_await tree_->StoreLeaf(std::string_view(buffer).substr(0, cut), stats_);
+      Result<NodeEntry> leaf = co_await tree_->StoreLeaf(pending.substr(0, cut), stats_);
       if (!leaf.ok()) co_return leaf.status();
       replacement_.push_back(leaf.value());
-      buffer.erase(0, cut);
+      buffer_begin += cut;
       cursor += cut;
       if (Resynced(cursor, edit_end, &old_cuts)) co_return Status::OK();
     }
