@@ -62,7 +62,7 @@ struct RequestInProgress {
 
 struct FuseHandlerStats {
   std::uint64_t requests = 0;
-  std::uint64_t errors = 0;  // replies with an error other than ENOENT on lookup
+  std::uint64_t errors = 0;  // error replies except normal answers (CountsAsError)
   std::uint64_t reads = 0;
   std::uint64_t writes = 0;
   std::uint64_t read_bytes = 0;
