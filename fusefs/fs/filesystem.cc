@@ -852,7 +852,8 @@ io::Task<int> Filesystem::Read(std::uint64_t ino, std::uint64_t offset, std::uin
   co_return 0;
 }
 
-io::Task<int> Filesystem::Write(std::uint64_t ino, std::uint64_t offset, std::string_view data) {
+io::Task<int> Filesystem::Write(std::uint64_t ino, std::uint64_t offset, std::string_view data,
+                                WriteTimes times) {
   if (SpaceLow()) co_return ENOSPC;
   InodeRef inode;
   int err = co_await Pin(ino, &inode);
@@ -869,7 +870,7 @@ io::Task<int> Filesystem::Write(std::uint64_t ino, std::uint64_t offset, std::st
       inode->dirty.Insert(offset, data);
       dirty_bytes_ += inode->dirty.bytes() - before;
       inode->rec.size = std::max<std::uint64_t>(inode->rec.size, offset + data.size());
-      inode->rec.mtime_ns = inode->rec.ctime_ns = NowNs();
+      if (times == WriteTimes::kStampNow) inode->rec.mtime_ns = inode->rec.ctime_ns = NowNs();
       flush_file = inode->dirty.bytes() >= options_.dirty_bytes_per_file_max;
       over_budget = dirty_bytes_ > options_.dirty_bytes_max;
     }

@@ -133,7 +133,12 @@ class Filesystem {
   io::Task<int> Open(std::uint64_t ino, bool truncate);
   io::Task<int> Release(std::uint64_t ino);
   io::Task<int> Read(std::uint64_t ino, std::uint64_t offset, std::uint32_t size, std::string* out);
-  io::Task<int> Write(std::uint64_t ino, std::uint64_t offset, std::string_view data);
+  // Who sets mtime and ctime for a write. With the kernel's writeback cache, a write from the
+  // page cache (FUSE_WRITE_CACHE) may reach us after the kernel has already sent the file's
+  // times in a SETATTR; stamping "now" then would overwrite the times the kernel shows users.
+  enum class WriteTimes { kStampNow, kKernelOwns };
+  io::Task<int> Write(std::uint64_t ino, std::uint64_t offset, std::string_view data,
+                      WriteTimes times = WriteTimes::kStampNow);
   // Close of one descriptor: the file's writes become chunks (not durable).
   io::Task<int> Flush(std::uint64_t ino);
   // The file's writes become chunks and durable, with everything written before.

@@ -452,7 +452,10 @@ io::Task<void> FuseHandler::Dispatch(const fuse_in_header& header, std::string_v
     case FUSE_WRITE: {
       fuse_write_in in{};
       if (!TakeArg(&arg, &in) || arg.size() < in.size) break;
-      err = co_await fs_->Write(ino, in.offset, arg.substr(0, in.size));
+      const Filesystem::WriteTimes times = (in.write_flags & FUSE_WRITE_CACHE) != 0
+                                               ? Filesystem::WriteTimes::kKernelOwns
+                                               : Filesystem::WriteTimes::kStampNow;
+      err = co_await fs_->Write(ino, in.offset, arg.substr(0, in.size), times);
       writes_.fetch_add(1, std::memory_order_relaxed);
       if (err == 0) {
         write_bytes_.fetch_add(in.size, std::memory_order_relaxed);

@@ -1204,5 +1204,30 @@ TEST_F(Posix, RemountKeepsEverything) {
   EXPECT_TRUE(Content(path("dir/nested/text.txt")) == text);
 }
 
+// With the writeback cache the kernel owns a file's mtime and ctime: background writeback
+// (here syncfs's first pass) sends the cached data and then the times without waiting, so a
+// WRITE flagged FUSE_WRITE_CACHE can reach the daemon after the SETATTR that carries the times,
+// and must not move them. What stat shows before a remount is what it shows after.
+TEST_F(Posix, TimesOfCachedWritesSurviveRemount) {
+  constexpr int kFiles = 16;
+  std::vector<Fd> files;
+  for (int i = 0; i < kFiles; ++i) {
+    files.emplace_back(open(path("f" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY, 0644));
+    ASSERT_GE(files.back().get(), 0);
+    ASSERT_TRUE(WriteAt(files.back().get(), RandomBytes(40 + i, 300000), 0));
+  }
+  std::this_thread::sleep_for(kClockTick);
+  ASSERT_OK(syncfs(files.front().get()));
+  std::vector<struct stat> before;
+  for (int i = 0; i < kFiles; ++i) before.push_back(Stat(path("f" + std::to_string(i))));
+  files.clear();
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  for (int i = 0; i < kFiles; ++i) {
+    const struct stat after = Stat(path("f" + std::to_string(i)));
+    EXPECT_EQ(Nanos(after.st_mtim), Nanos(before[i].st_mtim)) << "mtime of file " << i;
+    EXPECT_EQ(after.st_size, 300000) << "file " << i;
+  }
+}
+
 }  // namespace
 }  // namespace cascadefs::mounttest
