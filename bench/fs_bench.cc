@@ -2,10 +2,13 @@
 // directory, the same workloads in one run.
 //
 // Targets (--targets, in the order given):
-//   - `cascadefs`: ours, `cascadefs mount --store <fresh store> MNT` (daemonizes, returns once
-//     the mount answers), unmounted by `cascadefs umount MNT`. The binary: --cascadefs, else
-//     build/release/tools/cascadefs relative to the working directory, else ../tools/cascadefs
-//     next to this binary.
+//   - `cascadefs`: ours over /dev/fuse, `cascadefs mount --transport dev-fuse --store <fresh
+//     store> MNT` (daemonizes, returns once the mount answers), unmounted by `cascadefs umount
+//     MNT`. The binary: --cascadefs, else build/release/tools/cascadefs relative to the working
+//     directory, else ../tools/cascadefs next to this binary.
+//   - `cascadefs-uring`: the same over the kernel's FUSE-over-io_uring queues (`--transport
+//     io-uring`). Needs root: the fuse module's enable_uring parameter is turned on for the
+//     target's run and put back as it was afterwards.
 //   - `bindfs`: Debian's bindfs over a directory, with `-o big_writes` (without it, it sends
 //     4 KiB writes). Unmounted by `fusermount3 -u`.
 //   - `passthrough_ll`: libfuse3's low-level passthrough example, built by bench/CMakeLists.txt
@@ -98,7 +101,8 @@ constexpr std::uint32_t kMetadataFiles = 10000;
 constexpr int kMountWaitMs = 60000;     // a mount must answer within this
 constexpr int kCommandTimeoutS = 600;   // mount, umount, tar (tar of 140 MB on a slow FUSE)
 constexpr std::size_t kMountSlots = 8;  // the signal handler's table of live mount points
-constexpr std::string_view kTargetNames[] = {"cascadefs", "bindfs", "passthrough_ll", "native"};
+constexpr std::string_view kTargetNames[] = {"cascadefs", "cascadefs-uring", "bindfs",
+                                             "passthrough_ll", "native"};
 static_assert(kIoBytes % kBlockBytes == 0);
 
 double Seconds(Clock::time_point start) {
@@ -240,9 +244,10 @@ class Target {
 
   const std::string& name() const { return name_; }
   bool native() const { return name_ == "native"; }
+  bool cascadefs() const { return name_ == "cascadefs" || name_ == "cascadefs-uring"; }
   std::string mount_point() const { return dir_ + "/mnt"; }
   // The backing directory (passthroughs), the store (cascadefs), the directory itself (native).
-  std::string backing() const { return dir_ + (name_ == "cascadefs" ? "/store" : "/src"); }
+  std::string backing() const { return dir_ + (cascadefs() ? "/store" : "/src"); }
   std::string root() const { return native() ? backing() : mount_point(); }
 
   // Fresh directories, then the mount.
@@ -260,8 +265,10 @@ class Target {
   Status Mount() {
     if (native() || mounted_) return Status::OK();
     std::vector<std::string> args;
-    if (name_ == "cascadefs") {
-      args = {binaries_.cascadefs, "mount", "--store", backing(), mount_point()};
+    if (cascadefs()) {
+      const char* transport = name_ == "cascadefs-uring" ? "io-uring" : "dev-fuse";
+      args = {binaries_.cascadefs, "mount",   "--transport", transport,
+              "--store",           backing(), mount_point()};
     } else if (name_ == "bindfs") {
       args = {binaries_.bindfs, "-o", "big_writes", backing(), mount_point()};
     } else {
@@ -284,7 +291,7 @@ class Target {
   Status Unmount() {
     if (native() || !mounted_) return Status::OK();
     Status status;
-    if (name_ == "cascadefs") {
+    if (cascadefs()) {
       status = RunCommand({binaries_.cascadefs, "umount", mount_point()}, log_path_);
     } else {
       status = RunCommand({"fusermount3", "-u", mount_point()}, log_path_);
@@ -613,7 +620,7 @@ Status FindBinaries(const Config& config, Binaries* binaries) {
   };
   binaries->tar = FindInPath("tar");
   if (binaries->tar.empty()) return Status::NotFound("untar: tar not found in PATH");
-  if (wants("cascadefs")) {
+  if (wants("cascadefs") || wants("cascadefs-uring")) {
     std::vector<std::string> candidates;
     if (!config.cascadefs.empty()) {
       candidates = {config.cascadefs};
@@ -662,9 +669,41 @@ void Emit(const Config& config, const Row& row, std::vector<Row>& rows) {
   fmt::print(stderr, "fs_bench: {}\n", row.dump());
 }
 
+// The fuse module's enable_uring parameter, on for the life of this object, then put back.
+class UringParameterOn {
+ public:
+  Status Enable() {
+    std::ifstream in(kPath);
+    if (!(in >> old_value_)) {
+      return Status::NotSupported(std::string(kPath) +
+                                  ": missing (this kernel has no FUSE over io_uring)");
+    }
+    CFS_RETURN_IF_ERROR(Write("Y"));
+    restore_ = true;
+    return Status::OK();
+  }
+  ~UringParameterOn() {
+    if (restore_) (void)Write(old_value_);
+  }
+
+ private:
+  static constexpr const char* kPath = "/sys/module/fuse/parameters/enable_uring";
+  static Status Write(const std::string& value) {
+    std::ofstream out(kPath);
+    out << value << '\n';
+    out.close();
+    if (!out) return Status::IOError(std::string(kPath) + ": cannot write (needs root)");
+    return Status::OK();
+  }
+  std::string old_value_;
+  bool restore_ = false;
+};
+
 // Runs every workload on one target; the target is unmounted and removed when it returns.
 Status RunTarget(const Config& config, const Binaries& binaries, const std::string& tarball,
                  const std::string& name, std::vector<Row>& rows) {
+  UringParameterOn uring_parameter;
+  if (name == "cascadefs-uring") CFS_RETURN_IF_ERROR(uring_parameter.Enable());
   Target target(name, config.dir, binaries);
   fmt::print(stderr, "fs_bench: {}: mounting\n", name);
   CFS_RETURN_IF_ERROR(target.Setup());
@@ -715,7 +754,7 @@ int main(int argc, char** argv) {
       "the same file workloads side by side"};
   app.add_option("--targets", config.targets, "Targets to run, comma separated, in this order")
       ->delimiter(',')
-      ->check(CLI::IsMember({"cascadefs", "bindfs", "passthrough_ll", "native"}))
+      ->check(CLI::IsMember({"cascadefs", "cascadefs-uring", "bindfs", "passthrough_ll", "native"}))
       ->capture_default_str();
   app.add_flag("--json", config.json, "JSON rows on stdout; progress and the table on stderr");
   app.add_option("--dir", config.dir, "Base directory (a real disk)")->capture_default_str();

@@ -2,6 +2,7 @@
 // and prints its own one-line errors ("cascadefs <command>: <path or key>: <cause>").
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace cascadefs::tools {
@@ -12,6 +13,8 @@ struct MountArgs {
   bool foreground = false;
   bool read_only = false;
   std::string log_level = "info";
+  std::string transport = "auto";  // auto, io-uring or dev-fuse
+  std::uint32_t uring_queue_depth = 16;
 };
 
 int RunMount(const MountArgs& args);

@@ -32,6 +32,16 @@ int Run(int argc, char** argv) {
   mount->add_flag("--read-only", mount_args.read_only, "mount read-only");
   mount->add_option("--log-level", mount_args.log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  mount
+      ->add_option("--transport", mount_args.transport,
+                   "how kernel requests arrive: io-uring (the kernel's FUSE-over-io_uring "
+                   "queues), dev-fuse, or auto (io-uring when the kernel offers it)")
+      ->check(CLI::IsMember({"auto", "io-uring", "dev-fuse"}));
+  mount
+      ->add_option("--uring-queue-depth", mount_args.uring_queue_depth,
+                   "io_uring transport: ring entries per CPU queue, each with a 1 MiB buffer "
+                   "(default 16)")
+      ->check(CLI::Range(1, 256));
   mount->add_option("MOUNTPOINT", mount_args.mountpoint, "directory to mount on")->required();
 
   std::string umount_point;

@@ -263,6 +263,10 @@ int Serve(const MountArgs& args, const std::string& store, int ready_fd) {
   options.mountpoint = args.mountpoint;
   options.read_only = args.read_only;
   options.allow_other = geteuid() == 0;
+  options.transport = args.transport == "io-uring"   ? fusefs::Transport::kIoUring
+                      : args.transport == "dev-fuse" ? fusefs::Transport::kDevFuse
+                                                     : fusefs::Transport::kAuto;
+  options.uring_queue_depth = args.uring_queue_depth;
   options.log = [log](std::string_view line) { log->info("{}", line); };
   Result<std::unique_ptr<fusefs::Mount>> mount = fusefs::Mount::Start(options);
   if (!mount.ok()) {

@@ -90,6 +90,8 @@ const char* OpName(OpCode code) {
       return "send";
     case OpCode::kSleep:
       return "sleep";
+    case OpCode::kUringCmd:
+      return "io_uring command";
   }
   return "unknown op";
 }
@@ -140,6 +142,19 @@ SizeOp Read(int fd, void* buf, std::size_t len, std::uint64_t offset) {
 SizeOp ReadBlockingDevice(int fd, void* buf, std::size_t len) {
   IoOp op = MakeDataOp(OpCode::kRead, fd, buf, len, kCurrentPosition);
   op.always_async = true;
+  return SizeOp(op);
+}
+SizeOp UringCommand(int fd, std::uint32_t cmd_op, const void* command, std::size_t command_len,
+                    const iovec* iov, int iov_count) {
+  CFS_ASSERT(command_len <= kUringCommandBytesMax);
+  IoOp op;
+  op.code = OpCode::kUringCmd;
+  op.fd = fd;
+  op.flags = cmd_op;
+  op.command = command;
+  op.command_len = static_cast<std::uint32_t>(command_len);
+  op.buf = const_cast<iovec*>(iov);
+  op.len = static_cast<std::uint64_t>(iov_count);
   return SizeOp(op);
 }
 SizeOp Write(int fd, const void* buf, std::size_t len, std::uint64_t offset) {
@@ -358,6 +373,8 @@ std::int32_t ExecuteBlocking(IoOp* op) {
     case OpCode::kSleep:
       CFS_ASSERT(false);  // the pool's timer thread serves sleeps; no pool thread blocks on one
       break;
+    case OpCode::kUringCmd:
+      return -EOPNOTSUPP;  // a driver command exists only on a ring
   }
   if (rc < 0) return -errno;
   return static_cast<std::int32_t>(rc);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,8 @@ namespace {
 using detail::IoOp;
 using detail::OpCode;
 
+// The operations every scheduler needs (ProbeIoUring). kUringCmd is not among them: only the
+// FUSE io_uring transport uses it, and a refusal there is that transport's fallback.
 constexpr OpCode kAllOpCodes[] = {
     OpCode::kRead,    OpCode::kWrite,     OpCode::kReadFixed, OpCode::kWriteFixed, OpCode::kReadv,
     OpCode::kWritev,  OpCode::kFsync,     OpCode::kFdatasync, OpCode::kOpenat,     OpCode::kClose,
@@ -69,6 +72,8 @@ int UringOpcode(OpCode code) {
       return IORING_OP_SEND;
     case OpCode::kSleep:
       return IORING_OP_TIMEOUT;
+    case OpCode::kUringCmd:
+      return IORING_OP_URING_CMD;
   }
   return -1;
 }
@@ -83,7 +88,8 @@ char cancel_marker;
 
 class UringBackend final : public OpBackend {
  public:
-  explicit UringBackend(const SchedulerOptions& options) : cqes_(options.completion_batch_max) {}
+  explicit UringBackend(const SchedulerOptions& options)
+      : big_sqes_(options.big_sqes), cqes_(options.completion_batch_max) {}
 
   ~UringBackend() override {
     if (ring_ready_) io_uring_queue_exit(&ring_);
@@ -97,7 +103,7 @@ class UringBackend final : public OpBackend {
     // run completion work only when that thread enters it (DEFER_TASKRUN, Linux 6.1) instead
     // of interrupting it; TASKRUN_FLAG makes pending work visible to io_uring_peek_batch_cqe.
     // Older kernels refuse those flags with EINVAL: fall back step by step.
-    constexpr unsigned kBaseFlags = IORING_SETUP_CQSIZE;
+    const unsigned base_flags = IORING_SETUP_CQSIZE | (big_sqes_ ? IORING_SETUP_SQE128 : 0u);
     constexpr unsigned kFlagChoices[] = {
         IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
             IORING_SETUP_TASKRUN_FLAG,
@@ -107,7 +113,7 @@ class UringBackend final : public OpBackend {
     int rc = -EINVAL;
     for (unsigned flags : kFlagChoices) {
       io_uring_params params{};
-      params.flags = kBaseFlags | flags;
+      params.flags = base_flags | flags;
       // Room for every op the worker may have in flight plus the wake read and a cancel
       // request, and never fewer than the SQ (the kernel refuses that); the kernel rounds it
       // up to a power of two.
@@ -191,6 +197,20 @@ class UringBackend final : public OpBackend {
       case OpCode::kSleep:
         io_uring_prep_timeout(sqe, &op->timeout, 0, 0);
         break;
+      case OpCode::kUringCmd: {
+        // The SQE's command area is 16 bytes, or 80 on a ring of 128-byte SQEs; the driver
+        // reads all of it, so it is zeroed first (liburing 2.3 has no prep helper for this).
+        const std::size_t area = big_sqes_ ? 80 : 16;
+        CFS_ASSERT(op->command_len <= area);
+        std::memset(static_cast<void*>(sqe), 0, sizeof(io_uring_sqe) + (big_sqes_ ? 64 : 0));
+        sqe->opcode = IORING_OP_URING_CMD;
+        sqe->fd = op->fd;
+        sqe->cmd_op = op->flags;
+        sqe->addr = reinterpret_cast<std::uint64_t>(op->buf);
+        sqe->len = static_cast<std::uint32_t>(op->len);
+        std::memcpy(sqe->cmd, op->command, op->command_len);
+        break;
+      }
     }
     if (op->always_async) sqe->flags |= IOSQE_ASYNC;
     io_uring_sqe_set_data(sqe, op);
@@ -265,6 +285,7 @@ class UringBackend final : public OpBackend {
     wake_read_posted_ = true;
   }
 
+  const bool big_sqes_;
   io_uring ring_{};
   bool ring_ready_ = false;
   int event_fd_ = -1;

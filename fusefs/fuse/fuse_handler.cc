@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "fuse/fuse_uring.h"
+
 namespace cascadefs::fusefs {
 namespace {
 
@@ -190,6 +192,7 @@ void FuseHandler::Init(std::string_view arg, FuseReply* reply) {
                          FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_MAX_PAGES |
                          FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT;
   if (options_.writeback_cache) wanted |= FUSE_WRITEBACK_CACHE;
+  if (options_.offer_io_uring) wanted |= kFuseOverIoUring;
   const std::uint64_t flags = offered & wanted;
   out.flags = static_cast<std::uint32_t>(flags);
   out.flags2 = static_cast<std::uint32_t>(flags >> 32);

@@ -1,9 +1,9 @@
 // fuse_handler.h: our codec of the kernel's FUSE protocol (linux/fuse.h, protocol 7.38).
 //
-// A transport (the /dev/fuse session, later the kernel's io_uring queues) hands each request's
-// bytes to Handle, which decodes it, runs the Filesystem coroutine and returns the reply's
-// bytes; the transport sends them. One set of handlers serves every transport. Every field
-// the kernel sends is length-checked before use: a short or malformed request gets EIO.
+// A transport (the /dev/fuse session, or the kernel's io_uring queues: fuse_uring.h) hands
+// each request's bytes to Handle, which decodes it, runs the Filesystem coroutine and returns
+// the reply's bytes; the transport sends them. One set of handlers serves every transport. Every
+// field the kernel sends is length-checked before use: a short or malformed request gets EIO.
 //
 // FUSE_INIT is answered here too, so we choose every flag, including the 64-bit ones in
 // flags2 (FUSE_INIT_EXT), which libfuse 3.14 cannot.
@@ -39,6 +39,9 @@ struct FuseHandlerOptions {
   // The kernel buffers writes in its page cache and sends them in max_write pieces.
   // Default: true.
   bool writeback_cache = true;
+  // Accept FUSE_OVER_IO_URING (kFuseOverIoUring, fuse_uring.h) when the kernel offers it: the
+  // transport then registers ring entries after INIT. Default: false.
+  bool offer_io_uring = false;
   std::function<void(std::string_view)> log;
 };
 
@@ -111,7 +114,7 @@ class FuseHandler {
   // Per open directory handle (the fh we give OPENDIR): where its current listing ends
   // (Filesystem::ReadDir's listing_end). Bounded by the kernel's open directory handles.
   std::mutex listings_mutex_;
-  std::uint64_t next_dir_handle_ = 1;                            // GUARDED_BY(listings_mutex_)
+  std::uint64_t next_dir_handle_ = 1;                             // GUARDED_BY(listings_mutex_)
   std::unordered_map<std::uint64_t, std::uint64_t> listing_end_;  // GUARDED_BY(listings_mutex_)
 
   std::atomic<std::uint64_t> requests_{0};

@@ -1,9 +1,11 @@
-// mount.cc: the /dev/fuse transport and the mount's lifecycle (fusefs/mount.h).
+// mount.cc: the two transports and the mount's lifecycle (fusefs/mount.h).
 //
 // libfuse3 is used for mounting and unmounting only (fuse_session_mount runs mount(2) as root
-// and fusermount3 otherwise); the requests are read from the session's /dev/fuse descriptor by
-// requests_in_flight serving loops on the io_uring scheduler, each decoding and answering one
-// request at a time with FuseHandler. docs/fusefs.md tells the whole flow.
+// and fusermount3 otherwise). Requests come either from the session's /dev/fuse descriptor,
+// read by requests_in_flight serving loops on the io_uring scheduler, or from the kernel's
+// FUSE-over-io_uring queues, as ring entries on the scheduler's rings (uring_queue_depth per
+// possible CPU). Each loop or entry decodes and answers one request at a time with the one
+// FuseHandler. docs/fusefs.md tells the whole flow, docs/fuse-io-uring.md the io_uring part.
 #include "fusefs/mount.h"
 
 #define FUSE_USE_VERSION 314
@@ -15,11 +17,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include <fuse3/fuse_lowlevel.h>
@@ -28,6 +35,7 @@
 #include "engine/io/scheduler.h"
 #include "fs/filesystem.h"
 #include "fuse/fuse_handler.h"
+#include "fuse/fuse_uring.h"
 
 namespace cascadefs::fusefs {
 namespace {
@@ -59,6 +67,58 @@ void SizeForStoreFilesystem(const std::string& store_dir, engine::Options* engin
 
 // How long Start waits for the kernel's FUSE_INIT after mount(2).
 constexpr int kInitTimeoutMs = 30'000;
+// How long Start waits for the first request over io_uring once the entries are posted.
+constexpr int kUringStartTimeoutMs = 10'000;
+// /dev/fuse reads posted while the io_uring transport serves (FORGET, INTERRUPT and the
+// requests sent before the queues were ready come this way).
+constexpr std::uint32_t kDevFuseReadsBesideUring = 2;
+// A REGISTER sent before the kernel has processed our INIT reply gets EAGAIN: retried after
+// kRegisterRetryPause, at most kRegisterRetriesMax times.
+constexpr auto kRegisterRetryPause = std::chrono::milliseconds(1);
+constexpr int kRegisterRetriesMax = 2000;
+
+constexpr const char* kEnableUringParameter = "/sys/module/fuse/parameters/enable_uring";
+
+// Why the kernel cannot serve this mount over io_uring, or "" when it can (as far as can be
+// known before the mount: INIT still has to offer it).
+std::string UringUnavailableReason() {
+  std::ifstream parameter(kEnableUringParameter);
+  if (!parameter) {
+    return std::string("this kernel has no FUSE over io_uring (no ") + kEnableUringParameter +
+           "; it needs Linux >= 6.14)";
+  }
+  std::string value;
+  parameter >> value;
+  if (value != "Y" && value != "1") {
+    return std::string("FUSE over io_uring is off in the kernel (") + kEnableUringParameter +
+           " is " + value + "; as root: echo Y > " + kEnableUringParameter + ")";
+  }
+  return "";
+}
+
+// The kernel keeps one queue per possible CPU (qid = CPU index) and serves none until each
+// has an entry: the highest index in /sys/devices/system/cpu/possible ("0-3", "0,2-5"), + 1.
+std::uint32_t PossibleCpuCount() {
+  std::ifstream possible("/sys/devices/system/cpu/possible");
+  std::string ranges;
+  std::uint32_t count = 0;
+  if (possible >> ranges) {
+    std::size_t start = 0;
+    while (start < ranges.size()) {
+      std::size_t end = ranges.find(',', start);
+      if (end == std::string::npos) end = ranges.size();
+      const std::string range = ranges.substr(start, end - start);
+      const std::size_t dash = range.find('-');
+      const std::string last = dash == std::string::npos ? range : range.substr(dash + 1);
+      char* parse_end = nullptr;
+      const unsigned long index = std::strtoul(last.c_str(), &parse_end, 10);
+      if (parse_end != last.c_str()) count = std::max(count, static_cast<std::uint32_t>(index + 1));
+      start = end + 1;
+    }
+  }
+  if (count == 0) count = static_cast<std::uint32_t>(std::max(1L, sysconf(_SC_NPROCESSORS_CONF)));
+  return count;
+}
 
 // libfuse's option parser takes "\," for a comma inside a value.
 std::string EscapeOption(std::string_view value) {
@@ -100,6 +160,12 @@ class MountImpl final : public Mount {
   }
   io::Task<void> ServeLoop();
   void SendReply(std::uint64_t unique, const FuseReply& reply);
+  void SpawnServeLoops(std::uint32_t count);
+  // Chooses the transport once INIT is answered; on io_uring, posts the ring entries and waits
+  // for the first request through them.
+  Status StartUring(std::string reason_unavailable);
+  io::Task<void> UringEntryLoop(std::uint16_t qid);
+  void LoopExited();
   // Undoes whatever Start did, in reverse order. Idempotent.
   Status Teardown();
 
@@ -113,8 +179,12 @@ class MountImpl final : public Mount {
 
   mutable std::mutex mutex_;
   std::condition_variable loops_done_;
-  std::uint32_t loops_running_ = 0;  // GUARDED_BY(mutex_)
+  std::uint32_t loops_running_ = 0;  // /dev/fuse loops and ring entries; GUARDED_BY(mutex_)
   bool torn_down_ = false;           // GUARDED_BY(mutex_)
+
+  std::atomic<bool> uring_serving_{false};
+  std::atomic<std::uint64_t> uring_requests_{0};
+  std::atomic<int> uring_entry_error_{0};  // the first errno an entry failed with
 };
 
 Status MountImpl::StartImpl() {
@@ -142,11 +212,31 @@ Status MountImpl::StartImpl() {
   options_.store_dir = std::filesystem::canonical(options_.store_dir, ec).string();
   if (ec) return Status::IOError(options_.store_dir + ": " + ec.message());
 
+  std::string uring_unavailable;
+  if (options_.transport != Transport::kDevFuse) {
+    uring_unavailable = UringUnavailableReason();
+    if (!uring_unavailable.empty() && options_.transport == Transport::kIoUring) {
+      return Status::NotSupported(options_.mountpoint +
+                                  ": --transport io-uring: " + uring_unavailable);
+    }
+  } else {
+    uring_unavailable = "--transport dev-fuse";
+  }
+
   io::SchedulerOptions scheduler_options;
   scheduler_options.log = options_.log;
+  // The ring commands of FUSE over io_uring carry 24 bytes: 128-byte SQEs.
+  scheduler_options.big_sqes = uring_unavailable.empty();
   Result<std::unique_ptr<io::Scheduler>> scheduler = io::Scheduler::Create(scheduler_options);
   if (!scheduler.ok()) return scheduler.status();
   scheduler_ = std::move(scheduler.value());
+  if (uring_unavailable.empty() && scheduler_->backend() != io::Backend::kIoUring) {
+    uring_unavailable = "the kernel refuses io_uring to this process";
+    if (options_.transport == Transport::kIoUring) {
+      return Status::NotSupported(options_.mountpoint +
+                                  ": --transport io-uring: " + uring_unavailable);
+    }
+  }
 
   engine::Options engine_options;
   engine_options.scheduler = scheduler_.get();
@@ -179,6 +269,7 @@ Status MountImpl::StartImpl() {
   handler_options.entry_timeout_sec = options_.entry_timeout_sec;
   handler_options.attr_timeout_sec = options_.attr_timeout_sec;
   handler_options.log = options_.log;
+  handler_options.offer_io_uring = uring_unavailable.empty();
   handler_ = std::make_unique<FuseHandler>(fs_.get(), handler_options);
 
   std::string mount_options =
@@ -203,18 +294,139 @@ Status MountImpl::StartImpl() {
   }
   fd_ = fuse_session_fd(session_);
 
-  {
-    std::lock_guard lock(mutex_);
-    loops_running_ = options_.requests_in_flight;
-  }
-  for (std::uint32_t i = 0; i < options_.requests_in_flight; ++i) scheduler_->Spawn(ServeLoop());
+  // Before INIT it is not known which transport serves: a few /dev/fuse reads first, the
+  // rest once it is /dev/fuse.
+  const std::uint32_t first_reads =
+      uring_unavailable.empty() ? std::min(kDevFuseReadsBesideUring, options_.requests_in_flight)
+                                : options_.requests_in_flight;
+  SpawnServeLoops(first_reads);
   if (!handler_->WaitInitialized(kInitTimeoutMs)) {
     Status teardown = Teardown();
     if (!teardown.ok()) Log("stopping: " + std::string(teardown.message()));
     return Status::IOError(options_.mountpoint + ": the kernel never initialized the mount");
   }
-  Log("mounted " + options_.store_dir + " on " + options_.mountpoint);
+  Status transport = StartUring(uring_unavailable);
+  if (!transport.ok()) {
+    Status teardown = Teardown();
+    if (!teardown.ok()) Log("stopping: " + std::string(teardown.message()));
+    return transport;
+  }
+  if (!uring_serving_.load()) SpawnServeLoops(options_.requests_in_flight - first_reads);
+  Log("mounted " + options_.store_dir + " on " + options_.mountpoint + " (transport " +
+      (uring_serving_.load() ? "io-uring" : "dev-fuse") + ")");
   return Status::OK();
+}
+
+void MountImpl::SpawnServeLoops(std::uint32_t count) {
+  {
+    std::lock_guard lock(mutex_);
+    loops_running_ += count;
+  }
+  for (std::uint32_t i = 0; i < count; ++i) scheduler_->Spawn(ServeLoop());
+}
+
+void MountImpl::LoopExited() {
+  std::lock_guard lock(mutex_);
+  if (--loops_running_ == 0) loops_done_.notify_all();
+}
+
+Status MountImpl::StartUring(std::string reason_unavailable) {
+  if (reason_unavailable.empty() && (handler_->negotiated_flags() & kFuseOverIoUring) == 0) {
+    reason_unavailable = "the kernel did not offer FUSE over io_uring in FUSE_INIT";
+  }
+  if (reason_unavailable.empty()) {
+    const std::uint32_t queues = PossibleCpuCount();
+    {
+      std::lock_guard lock(mutex_);
+      loops_running_ += queues * options_.uring_queue_depth;
+    }
+    for (std::uint32_t qid = 0; qid < queues; ++qid) {
+      for (std::uint32_t i = 0; i < options_.uring_queue_depth; ++i) {
+        scheduler_->SpawnOn(qid % scheduler_->io_threads(),
+                            UringEntryLoop(static_cast<std::uint16_t>(qid)));
+      }
+    }
+    // The kernel switches to the queues once every one holds an entry. STATFS is never cached
+    // by the kernel: each call is a request, and the first one served by an entry proves it.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(kUringStartTimeoutMs);
+    while (uring_requests_.load() == 0 && uring_entry_error_.load() == 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      struct statvfs vfs {};
+      (void)statvfs(options_.mountpoint.c_str(), &vfs);
+      if (uring_requests_.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (uring_requests_.load() > 0) {
+      uring_serving_.store(true);
+      return Status::OK();
+    }
+    const int e = uring_entry_error_.load();
+    reason_unavailable =
+        e != 0 ? std::string(Status::FromErrno(e, "registering a ring entry").message())
+               : "no request arrived through the io_uring queues";
+    // Entries that did register keep serving whatever reaches them; /dev/fuse serves the rest.
+  }
+  if (options_.transport == Transport::kIoUring) {
+    return Status::NotSupported(options_.mountpoint +
+                                ": --transport io-uring: " + reason_unavailable);
+  }
+  if (options_.transport == Transport::kAuto) {
+    Log("transport dev-fuse: " + reason_unavailable);
+  }
+  return Status::OK();
+}
+
+io::Task<void> MountImpl::UringEntryLoop(std::uint16_t qid) {
+  // The kernel fills the header and the payload buffer while the command is pending; both
+  // stay put until the entry ends (the frame owns them).
+  const std::size_t payload_bytes =
+      std::max<std::size_t>(options_.max_write_bytes, 8192) + kRequestHeaderBytesMax;
+  auto header = std::make_unique<FuseUringReqHeader>();
+  std::vector<char> buffer(kFuseUringRequestPrefixBytes + payload_bytes);
+  char* const payload = buffer.data() + kFuseUringRequestPrefixBytes;
+  iovec iov[2] = {{header.get(), sizeof(FuseUringReqHeader)}, {payload, payload_bytes}};
+  FuseUringCmdReq command{};
+  command.qid = qid;
+  std::uint32_t command_op = kFuseUringCmdRegister;
+  int register_retries = 0;
+  std::uint64_t unique = 0;
+  FuseReply reply;
+  for (;;) {
+    Result<std::size_t> fetched =
+        co_await io::UringCommand(fd_, command_op, &command, sizeof(command), iov, 2);
+    if (!fetched.ok()) {
+      const int e = fetched.status().errno_value();
+      if (e == EAGAIN && command_op == kFuseUringCmdRegister &&
+          ++register_retries <= kRegisterRetriesMax) {
+        Status slept = co_await io::Sleep(kRegisterRetryPause);
+        if (slept.ok()) continue;
+      }
+      // ENOTCONN: the mount is gone (unmount, abort). Cancelled: the scheduler stops.
+      if (e != ENOTCONN && e != ENODEV && !fetched.status().IsCancelled()) {
+        int expected = 0;
+        if (uring_entry_error_.compare_exchange_strong(expected, e == 0 ? EIO : e)) {
+          Log("io_uring queue " + std::to_string(qid) + ": " +
+              std::string(fetched.status().message()));
+        }
+      }
+      break;
+    }
+    const std::uint64_t commit_id = header->ring_ent_in_out.commit_id;
+    std::string_view request;
+    if (AssembleUringRequest(*header, payload, payload_bytes, &request)) {
+      co_await handler_->Handle(request, &unique, &reply);
+    } else {
+      Log("a FUSE request from the io_uring queue " + std::to_string(qid) +
+          " disagrees with its sizes: answered EIO");
+      reply = FuseReply{};
+      reply.error = EIO;
+    }
+    PlaceUringReply(reply, commit_id, header.get(), payload, payload_bytes);
+    uring_requests_.fetch_add(1, std::memory_order_relaxed);
+    command.commit_id = commit_id;
+    command_op = kFuseUringCmdCommitAndFetch;
+  }
+  LoopExited();
 }
 
 io::Task<void> MountImpl::ServeLoop() {
@@ -222,8 +434,7 @@ io::Task<void> MountImpl::ServeLoop() {
   std::uint64_t unique = 0;
   FuseReply reply;
   for (;;) {
-    Result<std::size_t> got =
-        co_await io::ReadBlockingDevice(fd_, buffer.data(), buffer.size());
+    Result<std::size_t> got = co_await io::ReadBlockingDevice(fd_, buffer.data(), buffer.size());
     if (!got.ok()) {
       const int e = got.status().errno_value();
       // ENOENT: the request was interrupted before we read it. ENODEV: the mount is gone.
@@ -236,8 +447,7 @@ io::Task<void> MountImpl::ServeLoop() {
     co_await handler_->Handle(std::string_view(buffer.data(), got.value()), &unique, &reply);
     if (!reply.none) SendReply(unique, reply);
   }
-  std::lock_guard lock(mutex_);
-  if (--loops_running_ == 0) loops_done_.notify_all();
+  LoopExited();
 }
 
 void MountImpl::SendReply(std::uint64_t unique, const FuseReply& reply) {
@@ -348,7 +558,7 @@ Status MountImpl::Teardown() {
 
 MountStats MountImpl::stats() const {
   MountStats out;
-  out.transport = "dev-fuse";
+  out.transport = uring_serving_.load() ? "io-uring" : "dev-fuse";
   if (handler_ != nullptr) {
     const FuseHandlerStats h = handler_->stats();
     out.requests = h.requests;
@@ -382,6 +592,18 @@ MountStats MountImpl::stats() const {
 
 }  // namespace
 
+const char* TransportName(Transport transport) {
+  switch (transport) {
+    case Transport::kAuto:
+      return "auto";
+    case Transport::kIoUring:
+      return "io-uring";
+    case Transport::kDevFuse:
+      return "dev-fuse";
+  }
+  return "unknown";
+}
+
 Result<std::unique_ptr<Mount>> Mount::Start(const MountOptions& options) {
   if (options.max_write_bytes < 4096 || options.max_write_bytes > (1u << 20) ||
       options.max_write_bytes % 4096 != 0) {
@@ -389,6 +611,9 @@ Result<std::unique_ptr<Mount>> Mount::Start(const MountOptions& options) {
   }
   if (options.requests_in_flight < 1 || options.requests_in_flight > 1024) {
     return Status::InvalidArgument("requests_in_flight must be in 1..1024");
+  }
+  if (options.uring_queue_depth < 1 || options.uring_queue_depth > 256) {
+    return Status::InvalidArgument("uring_queue_depth must be in 1..256");
   }
   if (options.dirty_bytes_max < options.dirty_bytes_per_file_max) {
     return Status::InvalidArgument("dirty_bytes_max must be at least dirty_bytes_per_file_max");

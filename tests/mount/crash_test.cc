@@ -14,6 +14,7 @@
 // native target (there is no daemon to kill). The seed: CFS_TEST_SEED.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -176,6 +177,69 @@ TEST_F(Crash, KillDuringWriteStormKeepsFsyncedFiles) {
   EXPECT_TRUE(SnapshotTree(guard().root(), &snapshot, &error)) << error;
   ASSERT_NO_FATAL_FAILURE(Remount());
   check("after a clean remount");
+}
+
+// An unmount by someone else (umount -l) while processes keep the daemon busy with lookups,
+// reads, creates and unlinks: every process ends (none hangs on a request the daemon never
+// answers), the daemon exits cleanly, and the store mounts again with what was fsync'd.
+TEST_F(Crash, UnmountWhileRequestsAreInFlight) {
+  if (native()) GTEST_SKIP() << "no daemon on the native target";
+  const std::string kept = RandomBytes(77, 300000);
+  {
+    const int fd = open(path("kept").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(WriteAll(fd, kept));
+    ASSERT_EQ(fsync(fd), 0);
+    ASSERT_EQ(close(fd), 0);
+  }
+  constexpr int kBusyProcesses = 4;
+  std::vector<pid_t> busy;
+  for (int p = 0; p < kBusyProcesses; ++p) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      // Until the mount is gone: the first failure ends the loop.
+      const std::string mine = path("busy" + std::to_string(p));
+      std::string buffer(65536, '\0');
+      for (;;) {
+        struct stat st {};
+        if (stat(path("kept").c_str(), &st) != 0) _exit(0);
+        const int fd = open(mine.c_str(), O_RDWR | O_CREAT, 0644);
+        if (fd < 0) _exit(0);
+        if (pwrite(fd, buffer.data(), buffer.size(), 0) < 0 ||
+            pread(fd, buffer.data(), buffer.size(), 0) < 0) {
+          close(fd);
+          _exit(0);
+        }
+        close(fd);
+        if (unlink(mine.c_str()) != 0) _exit(0);
+      }
+    }
+    busy.push_back(pid);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(umount2(guard().root().c_str(), MNT_DETACH), 0) << std::strerror(errno);
+  // Every busy process ends on its own; one that is stuck after the wait is a hang.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::vector<pid_t> stuck;
+  for (const pid_t pid : busy) {
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        stuck.push_back(pid);
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  EXPECT_TRUE(stuck.empty()) << stuck.size() << " processes hung after the unmount";
+  EXPECT_EQ(guard().WaitDaemonAfterExternalUnmount(), "");
+  ASSERT_EQ(guard().Mount(), "");
+  std::string back;
+  ASSERT_TRUE(ReadFile(path("kept"), &back));
+  EXPECT_TRUE(back == kept) << "the fsync'd file changed across the unmount";
 }
 
 }  // namespace

@@ -84,6 +84,59 @@ Target TargetFromEnv() {
   return Target::kCascadefs;
 }
 
+std::string TransportFromEnv() {
+  const char* value = std::getenv("CFS_MOUNT_TRANSPORT");
+  if (value != nullptr && std::string_view(value) == "io-uring") return "io-uring";
+  return "dev-fuse";
+}
+
+namespace {
+
+constexpr const char* kEnableUringParameter = "/sys/module/fuse/parameters/enable_uring";
+std::string g_mount_skip_reason;  // set by UringParameterEnvironment::SetUp
+
+// For CFS_MOUNT_TRANSPORT=io-uring: the kernel serves FUSE over io_uring only with the fuse
+// module's enable_uring parameter on. On for the whole test program, then restored.
+class UringParameterEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (TransportFromEnv() != "io-uring" || TargetFromEnv() == Target::kNative) return;
+    std::ifstream in(kEnableUringParameter);
+    if (!(in >> old_value_)) {
+      g_mount_skip_reason =
+          std::string("this kernel has no FUSE over io_uring (no ") + kEnableUringParameter + ")";
+      return;
+    }
+    if (!Write("Y")) {
+      g_mount_skip_reason = std::string("cannot turn on ") + kEnableUringParameter + ": " +
+                            ErrnoText(errno) + " (the io-uring runs need root)";
+      return;
+    }
+    restore_ = true;
+  }
+  void TearDown() override {
+    if (restore_) (void)Write(old_value_);
+    restore_ = false;
+  }
+
+ private:
+  static bool Write(const std::string& value) {
+    std::ofstream out(kEnableUringParameter);
+    out << value << '\n';
+    out.close();
+    return static_cast<bool>(out);
+  }
+  std::string old_value_;
+  bool restore_ = false;
+};
+
+[[maybe_unused]] ::testing::Environment* const g_uring_environment =
+    ::testing::AddGlobalTestEnvironment(new UringParameterEnvironment);
+
+}  // namespace
+
+std::string MountSkipReason() { return g_mount_skip_reason; }
+
 // ---- MountGuard ----------------------------------------------------------------------------
 
 MountGuard::MountGuard(Target target, std::string temp_dir, std::string store_dir)
@@ -156,7 +209,8 @@ std::string MountGuard::Mount() {
   }
   const int log_fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) return log_path_ + ": " + ErrnoText(errno);
-  const std::vector<std::string> args = {bin, "mount", "--store", store_dir_, "-f", root_};
+  const std::vector<std::string> args = {bin,       "mount",    "--transport", TransportFromEnv(),
+                                         "--store", store_dir_, "-f",          root_};
   std::vector<char*> argv;
   for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
@@ -252,6 +306,25 @@ std::string MountGuard::Unmount() {
   return error;
 }
 
+std::string MountGuard::WaitDaemonAfterExternalUnmount() {
+  if (native()) return "";
+  if (daemon_pid_ <= 0) return "no daemon";
+  int status = 0;
+  const bool exited = WaitDaemon(kDaemonExitWaitMs, &status);
+  std::string error;
+  if (!exited) {
+    error = "the daemon did not exit within " + std::to_string(kDaemonExitWaitMs) +
+            " ms of the unmount";
+    kill(daemon_pid_, SIGKILL);
+    (void)WaitDaemon(kDaemonExitWaitMs, &status);
+  } else if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+    error = "the daemon ended with " + DescribeStatus(status) + "; its log:\n" + LogTail();
+  }
+  daemon_pid_ = -1;
+  if (!ForceUnmount()) error += (error.empty() ? "" : "; ") + root_ + " is still mounted";
+  return error;
+}
+
 std::string MountGuard::Remount() {
   if (native()) return "";
   std::string error = Unmount();
@@ -282,6 +355,7 @@ std::string MountGuard::LogTail() const {
 // ---- MountedFs -----------------------------------------------------------------------------
 
 void MountedFs::SetUp() {
+  if (!MountSkipReason().empty()) GTEST_SKIP() << MountSkipReason();
   std::string error;
   guard_ = MountGuard::Create(TargetFromEnv(), Options(), &error);
   ASSERT_NE(guard_, nullptr) << error;

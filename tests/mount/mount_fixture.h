@@ -19,6 +19,12 @@
 // CFS_CASCADEFS_BIN names the binary (set by CMake); CFS_MOUNT_TMP the parent of the temporary
 // directories (default /var/tmp: a real disk, unlike a tmpfs /tmp).
 //
+// CFS_MOUNT_TRANSPORT chooses how the daemon gets the kernel's requests: "dev-fuse" (the
+// default) or "io-uring" (`cascadefs mount --transport ...`). For io-uring a global test
+// environment turns the fuse module's enable_uring parameter on before the first test and puts
+// it back after the last; where the kernel has no such parameter every test skips, saying so.
+// CMake runs each suite under both (the io-uring runs never at once: they share the parameter).
+//
 // MountedFs is the GoogleTest fixture over one MountGuard: SetUp mounts, TearDown unmounts and
 // checks the unmount was clean. Its helpers ASSERT, so callers wrap them in
 // ASSERT_NO_FATAL_FAILURE when later steps depend on them.
@@ -49,6 +55,11 @@ enum class Target { kCascadefs, kNative };
 
 // The target chosen by CFS_MOUNT_TARGET: "native" or unset/"cascadefs".
 Target TargetFromEnv();
+// The transport chosen by CFS_MOUNT_TRANSPORT: "io-uring", or "dev-fuse" (unset or anything
+// else).
+std::string TransportFromEnv();
+// Why this run's mounts cannot be made (the io_uring transport on a kernel without it), or "".
+std::string MountSkipReason();
 
 struct MountGuardOptions {
   // Where the store lives. Empty: `store` in the guard's own temporary directory. Used by the
@@ -76,6 +87,9 @@ class MountGuard {
   // were using the mount), lazy unmount of the dead mount point, Mount() again.
   // REQUIRES: target() == kCascadefs.
   std::string KillDaemon(const std::function<void()>& after_kill = {});
+  // After an unmount made by someone else (umount -l): waits for the daemon to exit and
+  // checks it exited cleanly (status 0).
+  std::string WaitDaemonAfterExternalUnmount();
 
   Target target() const { return target_; }
   bool native() const { return target_ == Target::kNative; }

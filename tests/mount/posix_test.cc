@@ -1171,6 +1171,18 @@ TEST_F(Posix, AttributesFreshThroughAnotherName) {
   EXPECT_EQ(Stat(path("moved/b")).st_size, 13);
 }
 
+// The mount serves over the transport the run asked for, and `cascadefs status --json` says
+// which (CFS_MOUNT_TRANSPORT; the io-uring runs never fall back silently).
+TEST_F(Posix, StatusReportsTheTransport) {
+  if (native()) GTEST_SKIP() << "no daemon on the native target";
+  std::string output;
+  const int rc = RunProgram({std::getenv("CFS_CASCADEFS_BIN"), "status", guard().root(), "--json"},
+                            "", &output, 60);
+  ASSERT_EQ(rc, 0) << output;
+  EXPECT_NE(output.find("\"transport\":\"" + TransportFromEnv() + "\""), std::string::npos)
+      << output;
+}
+
 // ---- persistence ---------------------------------------------------------------------------
 
 // A tree of every kind of object keeps everything across a remount (native: no remount).

@@ -9,7 +9,7 @@
 // daemon flushed every file, flushed the engine's memtable (the next mount replays no WAL)
 // and closed the store.
 //
-// Thread safety: Unmount, stats and transport_name may be called from any thread that is not
+// Thread safety: Unmount and stats may be called from any thread that is not
 // one of the mount's IO threads; Wait from one thread.
 #pragma once
 
@@ -24,6 +24,16 @@
 #include "engine/status.h"
 
 namespace cascadefs::fusefs {
+
+// How the kernel's requests reach the daemon (docs/fuse-io-uring.md).
+enum class Transport : std::uint8_t {
+  // io_uring when the kernel offers it (Linux >= 6.14 with the fuse module's enable_uring
+  // parameter on), else /dev/fuse, with one log line saying why.
+  kAuto = 0,
+  kIoUring = 1,  // the kernel's FUSE-over-io_uring queues, or Start fails saying why
+  kDevFuse = 2,  // read(2) and write(2) of /dev/fuse
+};
+const char* TransportName(Transport transport);  // "auto", "io-uring", "dev-fuse"
 
 struct MountOptions {
   // The store directory (created on first use) and the directory to mount on.
@@ -41,6 +51,12 @@ struct MountOptions {
   // Kernel requests read and handled at once. Each holds a buffer of max_write_bytes plus
   // 5 KiB: with the defaults, 32 MiB. Range: 1..1024. Default: 32.
   std::uint32_t requests_in_flight = 32;
+  Transport transport = Transport::kAuto;
+  // io_uring transport: ring entries per queue (the kernel has one queue per possible CPU).
+  // Each entry holds a payload buffer of max_write_bytes plus 4.4 KiB, so with the defaults
+  // on 2 CPUs: 32 MiB. While the io_uring transport serves, only 2 /dev/fuse reads stay
+  // posted (the kernel sends FORGET and INTERRUPT there). Range: 1..256. Default: 16.
+  std::uint32_t uring_queue_depth = 16;
   // Seconds the kernel caches names and attributes. Default: 1.
   double entry_timeout_sec = 1.0;
   double attr_timeout_sec = 1.0;
@@ -65,7 +81,7 @@ struct MountRequest {
 };
 
 struct MountStats {
-  std::string transport;  // "dev-fuse"
+  std::string transport;  // "io-uring" or "dev-fuse"
   std::uint64_t requests = 0;
   // Replies with an error, except those of normal operation: ENOENT of a lookup, ENODATA and
   // ERANGE of xattr calls, ENOSYS and EOPNOTSUPP of features not offered.

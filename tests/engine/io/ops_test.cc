@@ -749,6 +749,47 @@ Task<Result<std::size_t>> ReadOne(int fd, std::uint64_t offset) {
   co_return co_await Read(fd, buf, sizeof(buf), offset);
 }
 
+// IORING_OP_URING_CMD reaches the driver behind the descriptor; a regular file has none.
+// The thread pool has no rings at all. Both say EOPNOTSUPP, naming the operation.
+Task<Result<std::size_t>> CommandTo(int fd, std::size_t command_len) {
+  const std::uint8_t command[kUringCommandBytesMax] = {1, 2, 3};
+  char byte = 0;
+  const iovec iov = {&byte, 1};
+  co_return co_await UringCommand(fd, 1, command, command_len, &iov, 1);
+}
+
+TEST_P(OpsTest, UringCommandToAFileWithoutADriverIsNotSupported) {
+  const int fd = open(dir_.File("plain").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  Result<std::size_t> n = Run(CommandTo(fd, 16));
+  close(fd);
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.status().errno_value(), EOPNOTSUPP);
+  EXPECT_NE(n.status().message().find("io_uring command"), std::string::npos)
+      << n.status().ToString();
+}
+
+// 128-byte SQEs (SchedulerOptions::big_sqes) carry the long commands and change nothing for
+// the other operations.
+TEST(OpsBigSqeTest, LongCommandsAndOrdinaryIoOnRingsOf128ByteSqes) {
+  SchedulerOptions options;
+  options.backend = Backend::kIoUring;
+  options.io_threads = 1;
+  options.big_sqes = true;
+  Result<std::unique_ptr<Scheduler>> scheduler = Scheduler::Create(options);
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status().ToString();
+  TempDir dir;
+  const std::string path = dir.File("data");
+  EXPECT_TRUE((*scheduler)->BlockOn(WriteThenRead(path)).ok());
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  Result<std::size_t> n = (*scheduler)->BlockOn(CommandTo(fd, kUringCommandBytesMax));
+  close(fd);
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.status().errno_value(), EOPNOTSUPP);
+  EXPECT_TRUE((*scheduler)->Shutdown().ok());
+}
+
 TEST_P(OpsTest, ReadOfAClosedFdIsEbadfNamingTheOp) {
   const int fd = ClosedFd();
   Result<std::size_t> n = Run(ReadOne(fd, 4096));

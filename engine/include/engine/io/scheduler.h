@@ -122,6 +122,10 @@ struct SchedulerOptions {
   // Size of each fixed buffer. Multiple of 4096. Range: 4096..16 MiB. Default: 64 KiB.
   std::uint32_t fixed_buffer_size_bytes = 64 * 1024;
 
+  // Rings with 128-byte SQEs (IORING_SETUP_SQE128), needed by UringCommand with a command of
+  // more than 16 bytes (the kernel's FUSE-over-io_uring commands take 24). Doubles the SQ's
+  // memory; nothing else changes. Default: false.
+  bool big_sqes = false;
   // How long Shutdown waits for cancelled operations and running tasks to finish before it
   // gives up and reports Busy. Range: 1..600000. Default: 5000.
   std::uint32_t shutdown_timeout_ms = 5000;
@@ -189,6 +193,7 @@ enum class OpCode : std::uint8_t {
   kRecv,
   kSend,
   kSleep,
+  kUringCmd,
 };
 
 // One I/O operation: the arguments of the system call, its result, and the coroutine to resume.
@@ -211,6 +216,10 @@ struct IoOp : ReadyNode {
   socklen_t* addr_len = nullptr;  // kAccept
   socklen_t connect_addr_len = 0;
   __kernel_timespec timeout{};  // kSleep
+  // kUringCmd: the command bytes copied into the SQE's command area (at most
+  // kUringCommandBytesMax); `flags` holds the command's cmd_op, `buf`/`len` its iovecs.
+  const void* command = nullptr;
+  std::uint32_t command_len = 0;
 };
 
 // Queues `op` on the current IO thread's ring (or its pending list when in_flight_max is
@@ -305,6 +314,13 @@ StatusOp Connect(int fd, const sockaddr* addr, socklen_t addr_len);
 // recv: 0 bytes means the peer closed the connection.
 SizeOp Recv(int fd, void* buf, std::size_t len, int flags = 0);
 SizeOp Send(int fd, const void* buf, std::size_t len, int flags = MSG_NOSIGNAL);
+// IORING_OP_URING_CMD: a command to the driver behind `fd` (the kernel's FUSE-over-io_uring
+// queues), `cmd_op` and `command` (copied into the SQE; at most 16 bytes, or
+// kUringCommandBytesMax with SchedulerOptions::big_sqes) plus `iov_count` iovecs in addr/len.
+// The result is the driver's. NotSupported on the thread-pool backend (EOPNOTSUPP).
+inline constexpr std::size_t kUringCommandBytesMax = 80;
+SizeOp UringCommand(int fd, std::uint32_t cmd_op, const void* command, std::size_t command_len,
+                    const iovec* iov, int iov_count);
 // Suspends the task for `duration` without blocking the thread (an io_uring timeout).
 StatusOp Sleep(std::chrono::nanoseconds duration);
 
