@@ -19,7 +19,8 @@
 // Each target works under --dir/<target>/ (default /var/tmp/cfs_fs_bench: a real disk; /tmp
 // may be tmpfs elsewhere), deleted after its workloads.
 //
-// Workloads, one JSON row each {"system", "workload", <metric>, extras}; MB means MiB here:
+// Workloads (--workloads, default all), one JSON row each {"system", "workload", <metric>,
+// extras}; MB means MiB here:
 //   - `seqwrite`: --size-mb MiB in 1 MiB writes to a new file, fsync at the end, timed from
 //     open to the end of close -> mb_per_sec. The data is incompressible and no 4 KiB block
 //     repeats (each starts with its index), so neither compression nor dedup flatters anyone.
@@ -323,6 +324,8 @@ class Target {
 
 struct Config {
   std::vector<std::string> targets{"cascadefs", "bindfs", "passthrough_ll", "native"};
+  // seqread and randread read the file seqwrite leaves: they need it in the list.
+  std::vector<std::string> workloads{"seqwrite", "seqread", "randread", "metadata", "untar"};
   bool json = false;
   std::string dir = "/var/tmp/cfs_fs_bench";
   std::uint64_t size_mb = 1024;
@@ -719,6 +722,10 @@ Status RunTarget(const Config& config, const Binaries& binaries, const std::stri
       {"untar", [&](Row& row) { return Untar(config, binaries, tarball, target, row); }},
   };
   for (const Workload& workload : workloads) {
+    if (std::find(config.workloads.begin(), config.workloads.end(), workload.name) ==
+        config.workloads.end()) {
+      continue;
+    }
     fmt::print(stderr, "fs_bench: {}: {}\n", name, workload.name);
     Row row = NewRow(target, workload.name);
     const Status status = workload.run(row);
@@ -756,6 +763,11 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"cascadefs", "cascadefs-uring", "bindfs", "passthrough_ll", "native"}))
       ->capture_default_str();
+  app.add_option("--workloads", config.workloads,
+                 "Workloads to run, comma separated (seqread and randread need seqwrite)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"seqwrite", "seqread", "randread", "metadata", "untar"}))
+      ->capture_default_str();
   app.add_flag("--json", config.json, "JSON rows on stdout; progress and the table on stderr");
   app.add_option("--dir", config.dir, "Base directory (a real disk)")->capture_default_str();
   app.add_option("--size-mb", config.size_mb, "seqwrite/seqread/randread file size in MiB")
@@ -775,6 +787,15 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  const bool reads =
+      std::find_if(config.workloads.begin(), config.workloads.end(), [](const std::string& w) {
+        return w == "seqread" || w == "randread";
+      }) != config.workloads.end();
+  if (reads && std::find(config.workloads.begin(), config.workloads.end(), "seqwrite") ==
+                   config.workloads.end()) {
+    std::fprintf(stderr, "fs_bench: seqread and randread read seqwrite's file: add seqwrite\n");
+    return 2;
   }
   if (config.targets.empty()) {
     std::fprintf(stderr, "fs_bench: --targets needs at least one target\n");

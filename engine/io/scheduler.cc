@@ -18,6 +18,7 @@
 //      holds nothing, or until the deadline.
 //   3. The last root task to finish wakes every worker; Shutdown joins them, then reports
 //      what was left behind.
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 #include <cstdio>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "io/scheduler_impl.h"
 
@@ -247,6 +249,42 @@ void Scheduler::SpawnOn(std::uint32_t thread_index, Task<void> task, Priority pr
 Status Scheduler::Shutdown() {
   AssertNotOnIoThread();
   return impl_->Shutdown();
+}
+
+namespace {
+
+// Runs on IO thread `thread_index`, pinning it to `cpu`; the errno of sched_setaffinity or 0.
+Task<int> PinThisIoThread(Scheduler* scheduler, std::uint32_t thread_index, int cpu) {
+  co_await SwitchTo(*scheduler, thread_index);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  co_return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : errno;
+}
+
+}  // namespace
+
+Result<std::vector<int>> Scheduler::PinIoThreadsToCpus() {
+  AssertNotOnIoThread();
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
+    return Status::FromErrno(errno, "sched_getaffinity");
+  }
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+  }
+  std::vector<int> pinned(io_threads(), -1);
+  for (std::uint32_t t = 0; t < io_threads() && t < cpus.size(); ++t) {
+    const int err = BlockOn(PinThisIoThread(this, t, cpus[t]));
+    if (err != 0) {
+      return Status::FromErrno(
+          err, "pinning IO thread " + std::to_string(t) + " to CPU " + std::to_string(cpus[t]));
+    }
+    pinned[t] = cpus[t];
+  }
+  return pinned;
 }
 
 Backend Scheduler::backend() const { return impl_->backend; }

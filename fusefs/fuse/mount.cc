@@ -340,10 +340,20 @@ Status MountImpl::StartUring(std::string reason_unavailable) {
       std::lock_guard lock(mutex_);
       loops_running_ += queues * options_.uring_queue_depth;
     }
+    // Queue q's entries go to the IO thread pinned to CPU q, so a request is served on the CPU
+    // its caller runs on; a queue of a CPU no thread is pinned to goes to thread q mod count.
+    Result<std::vector<int>> cpus = scheduler_->PinIoThreadsToCpus();
+    if (!cpus.ok()) {
+      Log("io_uring queues: " + std::string(cpus.status().message()) + " (threads left unpinned)");
+    }
     for (std::uint32_t qid = 0; qid < queues; ++qid) {
+      std::uint32_t thread = qid % scheduler_->io_threads();
+      if (cpus.ok()) {
+        const auto it = std::find(cpus->begin(), cpus->end(), static_cast<int>(qid));
+        if (it != cpus->end()) thread = static_cast<std::uint32_t>(it - cpus->begin());
+      }
       for (std::uint32_t i = 0; i < options_.uring_queue_depth; ++i) {
-        scheduler_->SpawnOn(qid % scheduler_->io_threads(),
-                            UringEntryLoop(static_cast<std::uint16_t>(qid)));
+        scheduler_->SpawnOn(thread, UringEntryLoop(static_cast<std::uint16_t>(qid)));
       }
     }
     // The kernel switches to the queues once every one holds an entry. STATFS is never cached

@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -352,6 +353,43 @@ TEST(SchedulerCreateTest, DefaultIoThreadsIsOnePerOnlineCpu) {
   const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   EXPECT_EQ(scheduler->io_threads(),
             static_cast<std::uint32_t>(std::clamp<long>(cpus, 1, kIoThreadsMax)));
+}
+
+// Each IO thread ends pinned to one allowed CPU, the one PinIoThreadsToCpus reports for it,
+// and a thread beyond the allowed CPUs stays as it was.
+Task<int> OnlyCpuOfThisThread() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0 || CPU_COUNT(&set) != 1) co_return -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) co_return cpu;
+  }
+  co_return -1;
+}
+
+Task<int> OnlyCpuOfThread(Scheduler* scheduler, std::uint32_t thread_index) {
+  co_await SwitchTo(*scheduler, thread_index);
+  co_return co_await OnlyCpuOfThisThread();
+}
+
+TEST(SchedulerCreateTest, PinIoThreadsToCpusPinsEachThreadToOneAllowedCpu) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  const std::uint32_t threads = static_cast<std::uint32_t>(CPU_COUNT(&allowed)) + 1;
+  std::unique_ptr<Scheduler> scheduler = MustCreate(TestOptions(Backend::kIoUring, threads));
+  ASSERT_NE(scheduler, nullptr);
+  Result<std::vector<int>> pinned = scheduler->PinIoThreadsToCpus();
+  ASSERT_TRUE(pinned.ok()) << pinned.status().ToString();
+  ASSERT_EQ(pinned->size(), threads);
+  EXPECT_EQ(pinned->back(), -1) << "one thread more than CPUs stays unpinned";
+  for (std::uint32_t t = 0; t + 1 < threads; ++t) {
+    const int cpu = (*pinned)[t];
+    ASSERT_GE(cpu, 0);
+    EXPECT_TRUE(CPU_ISSET(cpu, &allowed)) << "thread " << t;
+    EXPECT_EQ(scheduler->BlockOn(OnlyCpuOfThread(scheduler.get(), t)), cpu) << "thread " << t;
+  }
+  EXPECT_TRUE(scheduler->Shutdown().ok());
 }
 
 TEST(SchedulerCreateTest, ReportsItsBackend) {

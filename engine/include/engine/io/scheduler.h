@@ -38,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/io/task.h"
 #include "engine/result.h"
@@ -425,6 +426,14 @@ class Scheduler {
   // the timeout passed (tasks still suspended are then leaked, never resumed). Idempotent.
   // REQUIRES: not on an IO thread of this scheduler.
   Status Shutdown();
+
+  // Pins IO thread i to the i-th CPU this process may run on (sched_getaffinity), for work
+  // that is per CPU by nature: the kernel's FUSE-over-io_uring queues hand a request to the
+  // queue of the caller's CPU, and an IO thread on that CPU then serves it without a
+  // cross-CPU wake-up (measured here: 2x the random-read rate of unpinned threads). Returns
+  // each IO thread's CPU; threads beyond the allowed CPUs stay unpinned (-1). Idempotent.
+  // REQUIRES: not on an IO thread of this scheduler; Shutdown has not begun.
+  Result<std::vector<int>> PinIoThreadsToCpus();
 
   Backend backend() const;
   std::uint32_t io_threads() const;
