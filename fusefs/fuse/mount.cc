@@ -602,18 +602,6 @@ MountStats MountImpl::stats() const {
 
 }  // namespace
 
-const char* TransportName(Transport transport) {
-  switch (transport) {
-    case Transport::kAuto:
-      return "auto";
-    case Transport::kIoUring:
-      return "io-uring";
-    case Transport::kDevFuse:
-      return "dev-fuse";
-  }
-  return "unknown";
-}
-
 Result<std::unique_ptr<Mount>> Mount::Start(const MountOptions& options) {
   if (options.max_write_bytes < 4096 || options.max_write_bytes > (1u << 20) ||
       options.max_write_bytes % 4096 != 0) {

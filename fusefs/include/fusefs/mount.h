@@ -33,7 +33,6 @@ enum class Transport : std::uint8_t {
   kIoUring = 1,  // the kernel's FUSE-over-io_uring queues, or Start fails saying why
   kDevFuse = 2,  // read(2) and write(2) of /dev/fuse
 };
-const char* TransportName(Transport transport);  // "auto", "io-uring", "dev-fuse"
 
 struct MountOptions {
   // The store directory (created on first use) and the directory to mount on.
