@@ -395,7 +395,7 @@ TEST_P(DbCheckpointCrashTest, PowerCutLeavesSourceWholeAndTargetAbsentOrComplete
     // Power goes now in any case (right after a checkpoint that got through).
     fault->SetFilesystemActive(false);
     db.reset();
-    ASSERT_TRUE(scheduler_->BlockOn(fault->SimulatePowerCut(PowerCutMode::kTear, n)).ok());
+    ASSERT_TRUE(scheduler_->BlockOn(fault->SimulatePowerCut(PowerCutMode::kDropAll, n)).ok());
     fault->ClearFaults();
     fault->SetFilesystemActive(true);
 
