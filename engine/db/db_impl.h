@@ -75,6 +75,7 @@ class DBImpl final : public DB {
   Status Write(const WriteOptions& options, const WriteBatch& batch) override;
   Status Get(const ReadOptions& options, std::string_view key, std::string* value) override;
   Status Flush() override;
+  Status Checkpoint(const std::string& dir) override;
 
   io::Task<Status> PutAsync(const WriteOptions& options, std::string_view key,
                             std::string_view value) override;
@@ -83,6 +84,7 @@ class DBImpl final : public DB {
   io::Task<Status> GetAsync(const ReadOptions& options, std::string_view key,
                             std::string* value) override;
   io::Task<Status> FlushAsync() override;
+  io::Task<Status> CheckpointAsync(std::string dir) override;
 
   std::unique_ptr<Iterator> NewIterator(const ReadOptions& options) override;
   const Snapshot* GetSnapshot() override;
@@ -163,6 +165,17 @@ class DBImpl final : public DB {
   io::Task<Status> CompactOnce(int forced_level);
   // Deletes the files of obsolete_files_ no Version lists any more (invariant 7).
   io::Task<void> DeleteObsoleteFiles();
+
+  // Checkpoint's steps (engine/db/checkpoint.cc). Fills `tmp` with the files of `version`
+  // (linked, or copied), a manifest numbered `manifest_number` describing them, and CURRENT,
+  // all synced.
+  io::Task<Status> BuildCheckpoint(const std::string& tmp, const Version& version,
+                                   std::uint64_t manifest_number, SequenceNumber last_sequence);
+  // Copies the SST `from` to `to` (a new file) in bounded steps, and syncs it.
+  io::Task<Status> CopySstFile(const std::string& from, const std::string& to,
+                               std::uint64_t size_bytes);
+  // Removes `dir` and the files in it (best effort: a checkpoint's partial directory).
+  io::Task<void> RemoveCheckpointDir(const std::string& dir);
 
   const Options options_;
   const std::string dir_;

@@ -157,10 +157,78 @@ class MemEnv final : public Env {
 
   io::Task<Result<std::uint64_t>> FileSize(const std::string& path) override {
     std::lock_guard guard(mutex_);
+    if (dirs_.count(path) != 0) co_return std::uint64_t{0};  // a directory: stat says it exists
     auto it = files_.find(path);
     if (it == files_.end()) co_return Status::NotFound(path + ": no such file");
     std::lock_guard file_guard(it->second->mutex);
     co_return static_cast<std::uint64_t>(it->second->bytes.size());
+  }
+
+  // A hard link shares the MemFile, as two names share an inode.
+  io::Task<Status> LinkFile(const std::string& from, const std::string& to) override {
+    std::lock_guard guard(mutex_);
+    auto it = files_.find(from);
+    if (it == files_.end()) co_return Status::NotFound(from + ": no such file");
+    if (dirs_.count(ParentOf(to)) == 0) co_return Status::NotFound(to + ": no such directory");
+    if (files_.count(to) != 0 || dirs_.count(to) != 0) {
+      co_return Status::Busy(to + ": file exists");
+    }
+    files_[to] = it->second;
+    co_return Status::OK();
+  }
+
+  io::Task<Status> CreateDir(const std::string& dir) override {
+    std::lock_guard guard(mutex_);
+    if (dirs_.count(ParentOf(dir)) == 0) co_return Status::NotFound(dir + ": no parent directory");
+    if (files_.count(dir) != 0 || !dirs_.insert(dir).second) {
+      co_return Status::Busy(dir + ": exists");
+    }
+    co_return Status::OK();
+  }
+
+  io::Task<Status> RenameDir(const std::string& from, const std::string& to) override {
+    std::lock_guard guard(mutex_);
+    if (dirs_.count(from) == 0) co_return Status::NotFound(from + ": no such directory");
+    if (dirs_.count(ParentOf(to)) == 0) co_return Status::NotFound(to + ": no parent directory");
+    if (files_.count(to) != 0 || dirs_.count(to) != 0) co_return Status::Busy(to + ": exists");
+    // Every path at or below `from` moves; both maps are sorted, so they sit together.
+    const std::string prefix = from + "/";
+    auto moved = [&](const std::string& path) { return to + path.substr(from.size()); };
+    std::vector<std::string> dirs;
+    for (auto it = dirs_.lower_bound(prefix); it != dirs_.end() && it->starts_with(prefix); ++it) {
+      dirs.push_back(*it);
+    }
+    for (const std::string& dir : dirs) {
+      dirs_.erase(dir);
+      dirs_.insert(moved(dir));
+    }
+    dirs_.erase(from);
+    dirs_.insert(to);
+    std::vector<std::string> files;
+    for (auto it = files_.lower_bound(prefix); it != files_.end() && it->first.starts_with(prefix);
+         ++it) {
+      files.push_back(it->first);
+    }
+    for (const std::string& path : files) {
+      auto node = files_.extract(path);
+      node.key() = moved(path);
+      files_.insert(std::move(node));
+    }
+    co_return Status::OK();
+  }
+
+  io::Task<Status> RemoveDir(const std::string& dir) override {
+    std::lock_guard guard(mutex_);
+    if (dirs_.count(dir) == 0) co_return Status::NotFound(dir + ": no such directory");
+    const std::string prefix = dir + "/";
+    auto file = files_.lower_bound(prefix);
+    auto sub = dirs_.lower_bound(prefix);
+    if ((file != files_.end() && file->first.starts_with(prefix)) ||
+        (sub != dirs_.end() && sub->starts_with(prefix))) {
+      co_return Status::IOError(dir + ": rmdir: directory not empty");
+    }
+    dirs_.erase(dir);
+    co_return Status::OK();
   }
 
   Status CreateDirIfMissing(const std::string& dir) override {

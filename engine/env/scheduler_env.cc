@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>  // RENAME_NOREPLACE
 #include <mutex>
 #include <set>
 #include <string>
@@ -170,6 +171,52 @@ class SchedulerEnv final : public Env {
       co_return status;
     }
     co_return static_cast<std::uint64_t>(info.stx_size);
+  }
+
+  io::Task<Status> LinkFile(const std::string& from, const std::string& to) override {
+    Status status = co_await io::Linkat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str());
+    if (status.ok()) co_return status;
+    switch (status.errno_value()) {
+      case ENOENT:
+        co_return Status::NotFound(from + ": no such file");
+      case EEXIST:
+        co_return Status::Busy(to + ": file exists");
+      case EXDEV:   // another file system
+      case EPERM:   // a file system without hard links (vfat), or protected_hardlinks
+      case EMLINK:  // the file has too many links already
+      case EOPNOTSUPP:
+      case EINVAL:  // a kernel older than 5.15, without IORING_OP_LINKAT
+        co_return Status::NotSupported(from + " -> " + to + ": cannot hard-link here (" +
+                                       status.ToString() + ")");
+      default:
+        co_return status;
+    }
+  }
+
+  io::Task<Status> CreateDir(const std::string& dir) override {
+    Status status = co_await io::Mkdirat(AT_FDCWD, dir.c_str(), 0755);
+    if (!status.ok() && status.errno_value() == EEXIST) {
+      co_return Status::Busy(dir + ": exists");
+    }
+    co_return status;
+  }
+
+  io::Task<Status> RenameDir(const std::string& from, const std::string& to) override {
+    Status status =
+        co_await io::Renameat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE);
+    if (!status.ok() && status.errno_value() == EEXIST) co_return Status::Busy(to + ": exists");
+    if (!status.ok() && status.errno_value() == ENOENT) {
+      co_return Status::NotFound(from + ": no such directory");
+    }
+    co_return status;
+  }
+
+  io::Task<Status> RemoveDir(const std::string& dir) override {
+    Status status = co_await io::Unlinkat(AT_FDCWD, dir.c_str(), AT_REMOVEDIR);
+    if (!status.ok() && status.errno_value() == ENOENT) {
+      co_return Status::NotFound(dir + ": no such directory");
+    }
+    co_return status;
   }
 
   Status CreateDirIfMissing(const std::string& dir) override {

@@ -80,6 +80,10 @@ const char* OpName(OpCode code) {
       return "rename";
     case OpCode::kUnlinkat:
       return "unlink";
+    case OpCode::kLinkat:
+      return "link";
+    case OpCode::kMkdirat:
+      return "mkdir";
     case OpCode::kAccept:
       return "accept";
     case OpCode::kConnect:
@@ -110,10 +114,14 @@ Status OpError(const IoOp& op) {
     case OpCode::kOpenat:
     case OpCode::kStatx:
     case OpCode::kUnlinkat:
+    case OpCode::kMkdirat:
       context = std::string(op.path) + ": " + OpName(op.code);
       break;
     case OpCode::kRenameat:
       context = std::string(op.path) + " -> " + op.path2 + ": rename";
+      break;
+    case OpCode::kLinkat:
+      context = std::string(op.path) + " -> " + op.path2 + ": link";
       break;
     case OpCode::kRead:
     case OpCode::kWrite:
@@ -232,6 +240,23 @@ StatusOp Unlinkat(int dirfd, const char* path, int flags) {
   IoOp op = MakeFdOp(OpCode::kUnlinkat, dirfd);
   op.path = path;
   op.flags = static_cast<std::uint32_t>(flags);
+  return StatusOp(op);
+}
+StatusOp Linkat(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path,
+                int flags) {
+  CFS_ASSERT(old_path != nullptr && new_path != nullptr);
+  IoOp op = MakeFdOp(OpCode::kLinkat, old_dirfd);
+  op.path = old_path;
+  op.dirfd2 = new_dirfd;
+  op.path2 = new_path;
+  op.flags = static_cast<std::uint32_t>(flags);
+  return StatusOp(op);
+}
+StatusOp Mkdirat(int dirfd, const char* path, mode_t mode) {
+  CFS_ASSERT(path != nullptr);
+  IoOp op = MakeFdOp(OpCode::kMkdirat, dirfd);
+  op.path = path;
+  op.mode = static_cast<std::uint32_t>(mode);
   return StatusOp(op);
 }
 FdOp Accept(int fd, sockaddr* addr, socklen_t* addr_len, int flags) {
@@ -356,6 +381,12 @@ std::int32_t ExecuteBlocking(IoOp* op) {
       break;
     case OpCode::kUnlinkat:
       rc = unlinkat(op->fd, op->path, static_cast<int>(op->flags));
+      break;
+    case OpCode::kLinkat:
+      rc = linkat(op->fd, op->path, op->dirfd2, op->path2, static_cast<int>(op->flags));
+      break;
+    case OpCode::kMkdirat:
+      rc = mkdirat(op->fd, op->path, static_cast<mode_t>(op->mode));
       break;
     case OpCode::kAccept:
       rc = accept4(op->fd, static_cast<sockaddr*>(op->buf), op->addr_len,

@@ -62,6 +62,10 @@ int UringOpcode(OpCode code) {
       return IORING_OP_RENAMEAT;
     case OpCode::kUnlinkat:
       return IORING_OP_UNLINKAT;
+    case OpCode::kLinkat:
+      return IORING_OP_LINKAT;
+    case OpCode::kMkdirat:
+      return IORING_OP_MKDIRAT;
     case OpCode::kAccept:
       return IORING_OP_ACCEPT;
     case OpCode::kConnect:
@@ -179,6 +183,13 @@ class UringBackend final : public OpBackend {
         break;
       case OpCode::kUnlinkat:
         io_uring_prep_unlinkat(sqe, op->fd, op->path, static_cast<int>(op->flags));
+        break;
+      case OpCode::kLinkat:
+        io_uring_prep_linkat(sqe, op->fd, op->path, op->dirfd2, op->path2,
+                             static_cast<int>(op->flags));
+        break;
+      case OpCode::kMkdirat:
+        io_uring_prep_mkdirat(sqe, op->fd, op->path, static_cast<mode_t>(op->mode));
         break;
       case OpCode::kAccept:
         io_uring_prep_accept(sqe, op->fd, static_cast<sockaddr*>(op->buf), op->addr_len,

@@ -114,6 +114,10 @@ Status FaultEnv::CheckLocked(FaultOp op, const std::string& path) {
     return Status::OK();
   }
   if (!injection.sticky) injection.armed = false;
+  if (injection.power_cut) {
+    active_ = false;
+    return Status::IOError(path + ": simulated power cut");
+  }
   return injection.error.WithContext(path);
 }
 
@@ -233,12 +237,88 @@ io::Task<Status> FaultEnv::SyncDir(const std::string& dir) {
     for (const auto& [path, id] : names_) {
       if (DirOf(path) == dir) durable[path] = id;
     }
+    std::erase_if(pending_dir_renames_,
+                  [&](const auto& rename) { return DirOf(rename.second) == dir; });
   }
   co_return status;
 }
 
 io::Task<Result<std::uint64_t>> FaultEnv::FileSize(const std::string& path) {
   co_return co_await base_->FileSize(path);
+}
+
+io::Task<Status> FaultEnv::LinkFile(const std::string& from, const std::string& to) {
+  {
+    std::lock_guard guard(mutex_);
+    Status injected = CheckLocked(FaultOp::kLink, to);
+    if (!injected.ok()) co_return injected;
+  }
+  const FileId id = co_await TrackExisting(from);
+  Status status = co_await base_->LinkFile(from, to);
+  if (status.ok()) {
+    std::lock_guard guard(mutex_);
+    names_[to] = id;  // a second name of the same file; durable after SyncDir
+  }
+  co_return status;
+}
+
+io::Task<Status> FaultEnv::CreateDir(const std::string& dir) {
+  {
+    std::lock_guard guard(mutex_);
+    Status injected = CheckLocked(FaultOp::kMkdir, dir);
+    if (!injected.ok()) co_return injected;
+  }
+  co_return co_await base_->CreateDir(dir);
+}
+
+void FaultEnv::MoveTreeLocked(const std::string& from, const std::string& to) {
+  auto below = [&](const std::string& path) {
+    return path == from ||
+           (path.size() > from.size() && path.starts_with(from) && path[from.size()] == '/');
+  };
+  auto moved = [&](const std::string& path) { return to + path.substr(from.size()); };
+  std::map<std::string, FileId> names;
+  for (const auto& [path, id] : names_) names[below(path) ? moved(path) : path] = id;
+  names_ = std::move(names);
+  std::map<std::string, std::map<std::string, FileId>> durable;
+  for (auto& [dir, entries] : durable_) {
+    if (!below(dir)) {
+      durable[dir] = std::move(entries);
+      continue;
+    }
+    auto& out = durable[moved(dir)];
+    for (const auto& [path, id] : entries) out[moved(path)] = id;
+  }
+  durable_ = std::move(durable);
+}
+
+io::Task<Status> FaultEnv::RenameDir(const std::string& from, const std::string& to) {
+  {
+    std::lock_guard guard(mutex_);
+    Status injected = CheckLocked(FaultOp::kRename, from);
+    if (!injected.ok()) co_return injected;
+  }
+  Status status = co_await base_->RenameDir(from, to);
+  if (status.ok()) {
+    std::lock_guard guard(mutex_);
+    MoveTreeLocked(from, to);
+    pending_dir_renames_.emplace_back(from, to);
+  }
+  co_return status;
+}
+
+io::Task<Status> FaultEnv::RemoveDir(const std::string& dir) {
+  {
+    std::lock_guard guard(mutex_);
+    Status injected = CheckLocked(FaultOp::kRemove, dir);
+    if (!injected.ok()) co_return injected;
+  }
+  Status status = co_await base_->RemoveDir(dir);
+  if (status.ok()) {
+    std::lock_guard guard(mutex_);
+    durable_.erase(dir);  // empty now, and gone at once (not simulated: see the header)
+  }
+  co_return status;
 }
 
 Status FaultEnv::CreateDirIfMissing(const std::string& dir) {
@@ -270,6 +350,11 @@ void FaultEnv::FailOperation(FaultOp op, std::uint64_t after_count, Status error
   injections_[op] = Injection{after_count, std::move(error), sticky, true};
 }
 
+void FaultEnv::PowerCutAt(FaultOp op, std::uint64_t after_count) {
+  std::lock_guard guard(mutex_);
+  injections_[op] = Injection{after_count, Status::OK(), false, true, true};
+}
+
 void FaultEnv::SetNoSpaceAfterBytes(std::uint64_t bytes) {
   std::lock_guard guard(mutex_);
   space_left_bytes_ = bytes;
@@ -295,9 +380,16 @@ std::uint64_t FaultEnv::operations(FaultOp op) const {
 io::Task<Status> FaultEnv::SimulatePowerCut(PowerCutMode mode, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<std::string> to_remove;
-  std::vector<std::pair<std::string, std::string>> to_write;  // path, surviving bytes
+  std::vector<std::pair<std::string, std::string>> to_write;      // path, surviving bytes
+  std::vector<std::pair<std::string, std::string>> undo_renames;  // (now at, back to)
   {
     std::lock_guard guard(mutex_);
+    // Directory renames that were not made durable go back, newest first.
+    for (auto it = pending_dir_renames_.rbegin(); it != pending_dir_renames_.rend(); ++it) {
+      MoveTreeLocked(it->second, it->first);
+      undo_renames.emplace_back(it->second, it->first);
+    }
+    pending_dir_renames_.clear();
     auto survivor = [&](const FileData& data) {
       std::string bytes = data.durable;
       for (const auto& write : data.unsynced) {
@@ -324,6 +416,9 @@ io::Task<Status> FaultEnv::SimulatePowerCut(PowerCutMode mode, std::uint64_t see
     files_.clear();
     names_.clear();
     durable_.clear();
+  }
+  for (const auto& [now, back] : undo_renames) {
+    CFS_CO_RETURN_IF_ERROR(co_await base_->RenameDir(now, back));
   }
   for (const std::string& path : to_remove) (void)co_await base_->RemoveFile(path);
   for (const auto& [path, bytes] : to_write) {

@@ -13,9 +13,15 @@
 // SetFilesystemActive(false) fails every mutating operation with IOError ("simulated power
 // cut"), which freezes the disk while the store's objects are torn down.
 //
+// Hard links (LinkFile) give the file a second name in the same record: the name is durable
+// after SyncDir of its directory, the bytes are the file's. A directory rename (RenameDir)
+// moves what the directory holds, durable state included (it is one inode), and is undone by a
+// power cut unless the new name's parent directory was synced after it.
+//
 // What is not simulated: reordering between files is covered only through what each file and
 // directory made durable; metadata-only operations (Allocate) are not tracked; files that
-// existed before the FaultEnv was created count as durable.
+// existed before the FaultEnv was created count as durable; creating and removing a directory
+// (CreateDirIfMissing, CreateDir, RemoveDir) is durable at once.
 //
 // Thread safety: every method may be called from any thread (one mutex).
 #pragma once
@@ -39,7 +45,8 @@ enum class PowerCutMode {
   kTear,        // like kDropRandom, and a surviving write may be cut at a 512-byte boundary
 };
 
-enum class FaultOp { kWrite, kSync, kRename, kOpenWrite, kRead, kRemove, kSyncDir };
+// kRename counts RenameFile and RenameDir; kRemove counts RemoveFile and RemoveDir.
+enum class FaultOp { kWrite, kSync, kRename, kOpenWrite, kRead, kRemove, kSyncDir, kLink, kMkdir };
 
 class FaultEnv final : public engine::Env {
  public:
@@ -55,6 +62,10 @@ class FaultEnv final : public engine::Env {
   io::Task<Status> RemoveFile(const std::string& path) override;
   io::Task<Status> SyncDir(const std::string& dir) override;
   io::Task<Result<std::uint64_t>> FileSize(const std::string& path) override;
+  io::Task<Status> LinkFile(const std::string& from, const std::string& to) override;
+  io::Task<Status> CreateDir(const std::string& dir) override;
+  io::Task<Status> RenameDir(const std::string& from, const std::string& to) override;
+  io::Task<Status> RemoveDir(const std::string& dir) override;
   Status CreateDirIfMissing(const std::string& dir) override;
   Result<std::vector<std::string>> ListDir(const std::string& dir) override;
   Status Truncate(const std::string& path, std::uint64_t size_bytes) override;
@@ -63,6 +74,9 @@ class FaultEnv final : public engine::Env {
   // The (after_count + 1)th operation of `op` from now fails with `error`; with `sticky`, so
   // does every later one.
   void FailOperation(FaultOp op, std::uint64_t after_count, Status error, bool sticky);
+  // A power cut at the (after_count + 1)th operation of `op` from now: that operation and every
+  // later mutating one fail with IOError, as after SetFilesystemActive(false).
+  void PowerCutAt(FaultOp op, std::uint64_t after_count);
   // Writes fail with NoSpace once `bytes` more bytes were written.
   void SetNoSpaceAfterBytes(std::uint64_t bytes);
   void ClearFaults();
@@ -87,6 +101,9 @@ class FaultEnv final : public engine::Env {
   // A failure to inject for this operation, or OK. REQUIRES: mutex_ held.
   Status CheckLocked(FaultOp op, const std::string& path);
   static std::string DirOf(const std::string& path);
+  // Renames every name and durable directory record at or below `from` to sit below `to`.
+  // REQUIRES: mutex_ held.
+  void MoveTreeLocked(const std::string& from, const std::string& to);
   // The id of `path`, creating its record (durable image = the base file's current bytes).
   io::Task<FileId> TrackExisting(const std::string& path);
 
@@ -94,15 +111,19 @@ class FaultEnv final : public engine::Env {
   mutable std::mutex mutex_;
   bool active_ = true;
   std::map<FileId, std::shared_ptr<FileData>> files_;
-  std::map<std::string, FileId> names_;                             // now
+  std::map<std::string, FileId> names_;                           // now
   std::map<std::string, std::map<std::string, FileId>> durable_;  // dir -> name -> file
   std::map<std::string, bool> dir_tracked_;                       // dirs seen
+  // Directory renames (from, to) not yet made durable by a SyncDir of to's parent, oldest
+  // first; a power cut undoes them newest first.
+  std::vector<std::pair<std::string, std::string>> pending_dir_renames_;
   FileId next_id_ = 1;
   struct Injection {
     std::uint64_t countdown = 0;
     Status error;
     bool sticky = false;
     bool armed = false;
+    bool power_cut = false;  // firing freezes the file system (PowerCutAt)
   };
   std::map<FaultOp, Injection> injections_;
   std::map<FaultOp, std::uint64_t> counts_;

@@ -108,6 +108,22 @@ class DB {
   // WAL holds nothing that must be replayed at the next Open.
   virtual Status Flush() = 0;
 
+  // Makes `dir` a copy of the store as of this call that opens (DB::Open) as a store of its
+  // own: every write acknowledged before the call is in it, together with a prefix of the
+  // writes that race with it, whole batches only. The memtable is flushed first; the SSTs are
+  // hard-linked into `dir` (copied when `dir` is on another file system), and a manifest and
+  // CURRENT for just those files are written there (docs/engine.md, "Checkpoints"). The copy is
+  // built in `dir` + ".tmp-checkpoint", synced (files and directory), renamed to `dir`, and the
+  // parent directory synced: after a crash `dir` either does not exist or is complete.
+  // Later writes to either store never show in the other.
+  // Errors: InvalidArgument when `dir` (or the temporary directory, left by an interrupted
+  // checkpoint: remove it) already exists, or the store is closed; the flush's error; an I/O
+  // error naming the path. On error nothing is left at `dir` or at the temporary directory
+  // (unless the disk fails the removal too), and the store itself is unchanged.
+  // Thread safety: may run concurrently with writes, reads and other checkpoints (to other
+  // targets). REQUIRES: the parent directory of `dir` exists.
+  virtual Status Checkpoint(const std::string& dir) = 0;
+
   // Coroutine forms. REQUIRES: awaited on an IO thread of the store's scheduler.
   virtual io::Task<Status> PutAsync(const WriteOptions& options, std::string_view key,
                                     std::string_view value) = 0;
@@ -116,6 +132,8 @@ class DB {
   virtual io::Task<Status> GetAsync(const ReadOptions& options, std::string_view key,
                                     std::string* value) = 0;
   virtual io::Task<Status> FlushAsync() = 0;
+  // `dir` is copied into the task: it need not outlive the call.
+  virtual io::Task<Status> CheckpointAsync(std::string dir) = 0;
 
   // A new iterator over the store as of now (or options.snapshot). Caller owns it and must
   // destroy it before Close. Creating it does no I/O: position it before use.

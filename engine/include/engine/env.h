@@ -5,8 +5,8 @@
 // in memory, engine/env/mem_env.h) or FaultEnv (tests/fault/: drops unsynced data at a
 // simulated power cut, injects EIO and ENOSPC). All methods returning io::Task must be awaited
 // on an IO thread of the Env's scheduler. The few operations io_uring cannot do (listing a
-// directory, creating one, taking the store's lock, truncating) are blocking calls, made only
-// while the store opens.
+// directory, taking the store's lock, truncating) are blocking calls, made while the store
+// opens, and by a checkpoint that failed, to list the partial directory it removes.
 //
 // Durability model (what FaultEnv simulates and what the engine relies on):
 //  1. Data written to a file survives a power cut only after that file's Sync() returned OK.
@@ -104,8 +104,23 @@ class Env {
   virtual io::Task<Status> RemoveFile(const std::string& path) = 0;
   // fsync(2) of a directory: makes its entries' creations, renames and removals durable.
   virtual io::Task<Status> SyncDir(const std::string& dir) = 0;
-  // NotFound when the file does not exist.
+  // NotFound when nothing named `path` exists; for a directory, some size (stat's).
   virtual io::Task<Result<std::uint64_t>> FileSize(const std::string& path) = 0;
+  // link(2): `to` becomes a second name of the file `from` (same bytes: a write through one
+  // name shows through the other, so link only files nobody writes any more). Busy when `to`
+  // exists; NotFound when `from` does not; NotSupported when the two are on different file
+  // systems or this one has no hard links (the caller copies instead). The new name is
+  // durable after SyncDir of its directory; the bytes are as durable as `from`'s.
+  virtual io::Task<Status> LinkFile(const std::string& from, const std::string& to) = 0;
+  // mkdir(2) of `dir` (not its parents). Busy when something named `dir` exists. Durable
+  // after SyncDir of the parent directory.
+  virtual io::Task<Status> CreateDir(const std::string& dir) = 0;
+  // rename(2) of the directory `from` to `to`, with what it holds, refusing to replace
+  // anything: Busy when `to` exists (RENAME_NOREPLACE). Durable after SyncDir of the parent
+  // directories.
+  virtual io::Task<Status> RenameDir(const std::string& from, const std::string& to) = 0;
+  // rmdir(2): removes the empty directory `dir`. NotFound when it does not exist.
+  virtual io::Task<Status> RemoveDir(const std::string& dir) = 0;
 
   // Blocking (no io_uring operation exists for these); used while a store opens.
   // Creates `dir` (not its parents) unless it exists as a directory.

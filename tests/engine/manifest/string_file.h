@@ -135,6 +135,19 @@ class InlineEnv final : public Env {
     if (fail_op == "syncdir") co_return Status::IOError(dir + ": injected sync error");
     co_return Status::OK();
   }
+  // Directories and links are not modelled (no manifest code uses them).
+  io::Task<Status> LinkFile(const std::string& from, const std::string&) override {
+    co_return Status::NotSupported(from + ": InlineEnv has no links");
+  }
+  io::Task<Status> CreateDir(const std::string& dir) override {
+    co_return Status::NotSupported(dir + ": InlineEnv has no directories");
+  }
+  io::Task<Status> RenameDir(const std::string& from, const std::string&) override {
+    co_return Status::NotSupported(from + ": InlineEnv has no directories");
+  }
+  io::Task<Status> RemoveDir(const std::string& dir) override {
+    co_return Status::NotSupported(dir + ": InlineEnv has no directories");
+  }
   io::Task<Result<std::uint64_t>> FileSize(const std::string& path) override {
     auto it = files.find(path);
     if (it == files.end()) co_return Status::NotFound(path + ": no such file");

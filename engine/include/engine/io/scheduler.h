@@ -189,6 +189,8 @@ enum class OpCode : std::uint8_t {
   kFallocate,
   kRenameat,
   kUnlinkat,
+  kLinkat,
+  kMkdirat,
   kAccept,
   kConnect,
   kRecv,
@@ -205,7 +207,7 @@ struct IoOp : ReadyNode {
   std::uint16_t buf_index = 0;   // fixed buffer index (kReadFixed, kWriteFixed)
   bool always_async = false;     // run on io_uring's worker threads, never inline (IOSQE_ASYNC)
   int fd = -1;
-  int dirfd2 = -1;                // kRenameat: the new path's directory
+  int dirfd2 = -1;                // kRenameat, kLinkat: the new path's directory
   std::int32_t result = 0;        // the kernel's result: >= 0 success, -errno failure
   std::uint32_t flags = 0;        // open flags, statx flags, rename/unlink flags, msg flags
   std::uint32_t mode = 0;         // open mode, statx mask, fallocate mode
@@ -213,7 +215,7 @@ struct IoOp : ReadyNode {
   std::uint64_t offset = 0;       // file offset, or kCurrentPosition
   void* buf = nullptr;            // data, iovec*, statx*, sockaddr*
   const char* path = nullptr;     // path argument (not owned; lives in the caller's frame)
-  const char* path2 = nullptr;    // kRenameat: the new path
+  const char* path2 = nullptr;    // kRenameat, kLinkat: the new path
   socklen_t* addr_len = nullptr;  // kAccept
   socklen_t connect_addr_len = 0;
   __kernel_timespec timeout{};  // kSleep
@@ -310,6 +312,13 @@ StatusOp Fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t len);
 StatusOp Renameat(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path,
                   unsigned flags = 0);
 StatusOp Unlinkat(int dirfd, const char* path, int flags = 0);
+// linkat(2): a new name `new_path` for the file `old_path` (a hard link). Needs Linux 5.15 on
+// the io_uring backend (not probed at start: an older kernel fails this op with EINVAL, which
+// callers treat like a file system without hard links).
+StatusOp Linkat(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path,
+                int flags = 0);
+// mkdirat(2). Needs Linux 5.15 on the io_uring backend, as Linkat.
+StatusOp Mkdirat(int dirfd, const char* path, mode_t mode = 0755);
 FdOp Accept(int fd, sockaddr* addr, socklen_t* addr_len, int flags = SOCK_CLOEXEC);
 StatusOp Connect(int fd, const sockaddr* addr, socklen_t addr_len);
 // recv: 0 bytes means the peer closed the connection.
