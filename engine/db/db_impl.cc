@@ -448,6 +448,7 @@ DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, bool allow_del
     last_sequence_.store(first + count - 1, std::memory_order_release);
   }
   counters_.writes.fetch_add(1, std::memory_order_relaxed);
+  counters_.user_bytes_written.fetch_add(contents.size(), std::memory_order_relaxed);
   return WriteStep::kDone;
 }
 
@@ -924,6 +925,7 @@ Status DBImpl::Close() {
 DbStats DBImpl::stats() const {
   DbStats out;
   out.writes = counters_.writes.load(std::memory_order_relaxed);
+  out.user_bytes_written = counters_.user_bytes_written.load(std::memory_order_relaxed);
   out.memtable_flushes = counters_.memtable_flushes.load(std::memory_order_relaxed);
   out.flush_bytes_written = counters_.flush_bytes_written.load(std::memory_order_relaxed);
   out.write_stalls = counters_.write_stalls.load(std::memory_order_relaxed);

@@ -92,6 +92,7 @@ class DBImpl final : public DB {
   Status Close() override;
   DbStats stats() const override;
   std::vector<LevelStats> GetLevelStats() const override;
+  bool GetProperty(std::string_view name, std::string* value) const override;
 
   // Compacts `level` into level + 1 now, whatever its score (one compaction, picked like an
   // automatic one), and waits for it. OK when the level is empty. For tests, which shape the
@@ -220,6 +221,7 @@ class DBImpl final : public DB {
 
   struct Counters {
     std::atomic<std::uint64_t> writes{0};
+    std::atomic<std::uint64_t> user_bytes_written{0};
     std::atomic<std::uint64_t> memtable_flushes{0};
     std::atomic<std::uint64_t> flush_bytes_written{0};
     std::atomic<std::uint64_t> write_stalls{0};

@@ -37,7 +37,10 @@ class Snapshot {
 
 // Counters since Open. Read with relaxed atomics: a snapshot, not a barrier.
 struct DbStats {
-  std::uint64_t writes = 0;               // Write calls that succeeded (a Put is one)
+  std::uint64_t writes = 0;  // Write calls that succeeded (a Put is one)
+  // Bytes of those writes' batches (keys, values and their few bytes of framing): what the
+  // users wrote, the denominator of write amplification.
+  std::uint64_t user_bytes_written = 0;
   std::uint64_t wal_syncs = 0;            // fdatasync calls on WAL segments
   std::uint64_t wal_synced_writes = 0;    // sync writes made durable (wal_syncs shares)
   std::uint64_t wal_bytes_written = 0;    // bytes written to WAL segments
@@ -78,6 +81,16 @@ struct LevelStats {
   // level 0. A compaction runs when some level scores >= 1.
   double score = 0;
 };
+
+// Bytes written to disk (WAL, flushed SSTs, compaction outputs) per byte users wrote; 0
+// before any write.
+double WriteAmplification(const DbStats& stats);
+// Bytes of all SSTs per byte of the last non-empty level, the usual estimate of leveled
+// space amplification (older versions and deletions live above the last level); 1 for an
+// empty or single-level tree.
+double SpaceAmplification(const std::vector<LevelStats>& levels);
+// Block cache hits per data block read; 0 before any read.
+double BlockCacheHitRatio(const DbStats& stats);
 
 class DB {
  public:
@@ -154,6 +167,13 @@ class DB {
   virtual DbStats stats() const = 0;
   // The shape of the tree now: kNumLevels (7) entries, level 0 first. Thread-safe; no I/O.
   virtual std::vector<LevelStats> GetLevelStats() const = 0;
+  // A named statistic as text, like RocksDB's GetProperty (for `cascadefs inspect`, logs and
+  // tools). Names: "cascade.stats" (a readable multi-line report: levels, amplification, block
+  // cache, stalls, compactions), "cascade.levels" (one line per level: files, bytes, entries,
+  // score), "cascade.write-amplification", "cascade.space-amplification",
+  // "cascade.block-cache-hit-ratio" (each one decimal number; see the functions below).
+  // False, with *value untouched, for an unknown name. Thread-safe; no I/O.
+  virtual bool GetProperty(std::string_view name, std::string* value) const = 0;
   // The scheduler the store runs on (options.scheduler or its own).
   virtual io::Scheduler* scheduler() const = 0;
 };

@@ -9,6 +9,7 @@
 // tree by hand with DBImpl::CompactLevelForTest (automatic compaction kept off by a high
 // level-0 trigger and large level limits) and read the shape back with GetLevelStats; the
 // automatic ones set small triggers and wait for the scores to drop below 1.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -429,6 +430,65 @@ TEST_F(DbCompactionTest, ReadersAndIteratorsRunSafelyDuringCompaction) {
   ASSERT_NO_FATAL_FAILURE(WaitForCompactions());
   EXPECT_GT(db_->stats().compactions, 0u);
   for (int i = 0; i < kKeys; i += 7) EXPECT_EQ(Get(key_of(i)), key_of(i) + "@12");
+}
+
+// The named statistics: each ratio is what its definition says for a tree shaped by hand,
+// the report names every level, and an unknown name is refused.
+TEST_F(DbCompactionTest, PropertiesReportLevelsAndAmplification) {
+  Open();
+  std::string value;
+  ASSERT_TRUE(db_->GetProperty("cascade.write-amplification", &value));
+  EXPECT_EQ(value, "0.000") << "before any write";
+  ASSERT_TRUE(db_->GetProperty("cascade.space-amplification", &value));
+  EXPECT_EQ(value, "1.000") << "an empty tree";
+  for (int round = 0; round < 3; ++round) {  // every key written 3 times
+    for (int i = 0; i < 200; ++i) {
+      Put("key" + std::to_string(i), std::string(100, static_cast<char>('a' + round)));
+    }
+    ASSERT_TRUE(db_->Flush().ok());
+  }
+  ASSERT_TRUE(impl().CompactLevelForTest(0).ok());
+  for (int i = 0; i < 200; ++i) Put("key" + std::to_string(i), std::string(100, 'z'));
+  ASSERT_TRUE(db_->Flush().ok());
+
+  const DbStats stats = db_->stats();
+  EXPECT_GT(stats.user_bytes_written, 800u * 100) << "800 writes of 100-byte values";
+  const std::uint64_t disk =
+      stats.wal_bytes_written + stats.flush_bytes_written + stats.compaction_bytes_written;
+  EXPECT_DOUBLE_EQ(WriteAmplification(stats),
+                   static_cast<double>(disk) / static_cast<double>(stats.user_bytes_written));
+  EXPECT_GT(WriteAmplification(stats), 2.0) << "WAL, flush and compaction each wrote it";
+
+  const std::vector<LevelStats> levels = db_->GetLevelStats();
+  ASSERT_GT(levels[0].bytes, 0u);
+  ASSERT_GT(levels[1].bytes, 0u);
+  EXPECT_DOUBLE_EQ(SpaceAmplification(levels),
+                   static_cast<double>(levels[0].bytes + levels[1].bytes) /
+                       static_cast<double>(levels[1].bytes));
+
+  std::string report;
+  ASSERT_TRUE(db_->GetProperty("cascade.stats", &report));
+  for (const char* line : {"L0 ", "L1 ", "L6 ", "write amplification", "space amplification",
+                           "block cache", "stalls", "compactions"}) {
+    EXPECT_NE(report.find(line), std::string::npos) << line << " missing from:\n" << report;
+  }
+  std::string levels_report;
+  ASSERT_TRUE(db_->GetProperty("cascade.levels", &levels_report));
+  EXPECT_EQ(std::count(levels_report.begin(), levels_report.end(), '\n'), 1 + kNumLevels);
+
+  value = "untouched";
+  EXPECT_FALSE(db_->GetProperty("cascade.no-such-thing", &value));
+  EXPECT_EQ(value, "untouched");
+}
+
+TEST(DbStatsRatioTest, HitRatioAndEdgeCases) {
+  DbStats stats;
+  EXPECT_EQ(BlockCacheHitRatio(stats), 0);
+  stats.block_cache_hits = 3;
+  stats.block_cache_misses = 1;
+  EXPECT_DOUBLE_EQ(BlockCacheHitRatio(stats), 0.75);
+  EXPECT_EQ(WriteAmplification(stats), 0);
+  EXPECT_EQ(SpaceAmplification({}), 1);
 }
 
 }  // namespace
