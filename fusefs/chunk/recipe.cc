@@ -284,6 +284,9 @@ io::Task<Status> RecipeTree::ReadRange(const ChunkName& name, int level, std::ui
   }
   Result<DecodedNode> node = co_await LoadNode(name, level, entry_length, stats);
   if (!node.ok()) co_return node.status();
+  if (level == 1) {
+    co_return co_await ReadLeaves(node.value(), begin, end, out, stats);
+  }
   std::uint64_t child_start = 0;
   for (const NodeEntry& child : node.value().entries) {
     const std::uint64_t child_end = child_start + child.length;
@@ -295,6 +298,52 @@ io::Task<Status> RecipeTree::ReadRange(const ChunkName& name, int level, std::ui
     }
     child_start = child_end;
     if (child_start >= end) break;
+  }
+  co_return Status::OK();
+}
+
+io::Task<Status> RecipeTree::ReadLeaves(const DecodedNode& node, std::uint64_t begin,
+                                        std::uint64_t end, std::string* out,
+                                        TreeWriteStats* stats) {
+  // The leaves overlapping [begin, end).
+  struct Piece {
+    ChunkName name;
+    std::uint64_t length;
+    std::uint64_t from;
+    std::uint64_t to;
+  };
+  std::vector<Piece> pieces;
+  std::uint64_t child_start = 0;
+  for (const NodeEntry& child : node.entries) {
+    const std::uint64_t child_end = child_start + child.length;
+    if (child_end > begin) {
+      pieces.push_back({child.name, child.length, std::max(begin, child_start) - child_start,
+                        std::min(end, child_end) - child_start});
+    }
+    child_start = child_end;
+    if (child_start >= end) break;
+  }
+  // Cold leaves are separate reads of the store: issued together, kLeafReadsInFlightMax at a
+  // time, instead of one after another (a 1 MiB read of 16 KiB chunks is 64 reads).
+  for (std::size_t first = 0; first < pieces.size(); first += kLeafReadsInFlightMax) {
+    const std::size_t count = std::min(kLeafReadsInFlightMax, pieces.size() - first);
+    std::vector<io::Task<Result<std::string>>> reads;
+    reads.reserve(count);
+    for (std::size_t i = first; i < first + count; ++i)
+      reads.push_back(store_->Get(pieces[i].name));
+    std::vector<Result<std::string>> leaves = co_await io::WhenAll(std::move(reads));
+    for (std::size_t i = 0; i < count; ++i) {
+      const Piece& piece = pieces[first + i];
+      if (!leaves[i].ok()) co_return leaves[i].status();
+      if (stats != nullptr) ++stats->leaves_read;
+      const std::string& leaf = leaves[i].value();
+      if (leaf.size() != piece.length) {
+        co_return Status::Corruption("chunk " + piece.name.ToHex() + ": holds " +
+                                     std::to_string(leaf.size()) + " bytes, its recipe says " +
+                                     std::to_string(piece.length));
+      }
+      out->append(std::string_view(leaf).substr(piece.from, piece.to - piece.from));
+    }
   }
   co_return Status::OK();
 }

@@ -40,6 +40,9 @@ inline constexpr std::size_t kNodeMinEntries = 4;
 inline constexpr std::size_t kNodeTargetEntries = 64;  // ~1.3 KiB nodes at ~20 B per entry
 inline constexpr std::size_t kNodeMaxEntries = 256;
 inline constexpr int kTreeHeightMax = 12;  // 256^12 leaves: beyond any file
+// Leaf reads one Read keeps in flight at once; so it holds at most this many leaves
+// (kLeafReadsInFlightMax x kChunkSizeMax bytes, 8 MiB) besides its output.
+inline constexpr std::size_t kLeafReadsInFlightMax = 32;
 
 // What a file's inode records about its bytes. An empty file has a FileRoot of length 0 and a
 // null name; a deleted file has no FileRoot at all (the namespace holds std::optional).
@@ -142,6 +145,9 @@ class RecipeTree {
   io::Task<Status> ReadRange(const ChunkName& name, int level, std::uint64_t entry_length,
                              std::uint64_t begin, std::uint64_t end, std::string* out,
                              TreeWriteStats* stats);
+  // The part [begin, end) of a level-1 node's leaves, read concurrently.
+  io::Task<Status> ReadLeaves(const DecodedNode& node, std::uint64_t begin, std::uint64_t end,
+                              std::string* out, TreeWriteStats* stats);
   io::Task<Result<FileRoot>> CanonicalRoot(FileRoot root, TreeWriteStats* stats);
   // Stores a leaf / an inner node at `level` over `entries`; returns its parent entry.
   io::Task<Result<NodeEntry>> StoreLeaf(std::string_view chunk, TreeWriteStats* stats);
