@@ -7,8 +7,11 @@
 #   CFS_CASCADEFS_BIN=tests/mount/passthrough_cascadefs.sh \
 #   CFS_PASSTHROUGH_LL=build/release/bench/passthrough_ll build/debug/tests/mount_test
 #
-#   mount --store DIR [-f] MOUNTPOINT   passthrough_ll over DIR/data (foreground with -f)
+#   mount [--transport T] --store DIR [-f] MOUNTPOINT
+#                                       passthrough_ll over DIR/data (foreground with -f);
+#                                       --transport dev-fuse only (libfuse 3.14 has no other)
 #   umount MOUNTPOINT                   fusermount3 -u, then waits for the daemon to exit
+#   status MOUNTPOINT --json            {"transport":"dev-fuse"} when MOUNTPOINT is mounted
 set -euo pipefail
 pll="${CFS_PASSTHROUGH_LL:-build/release/bench/passthrough_ll}"
 case "${1:-}" in
@@ -19,6 +22,9 @@ case "${1:-}" in
       case "$1" in
         --store) store="$2"; shift 2 ;;
         -f) foreground=(-f); shift ;;
+        --transport)
+          [[ "$2" == dev-fuse ]] || { echo "passthrough_cascadefs: --transport $2: only dev-fuse" >&2; exit 2; }
+          shift 2 ;;
         *) echo "passthrough_cascadefs: unknown option $1" >&2; exit 2 ;;
       esac
     done
@@ -36,5 +42,9 @@ case "${1:-}" in
     for _ in $(seq 600); do gone && exit 0; sleep 0.1; done
     echo "passthrough_cascadefs: daemon $pid still running" >&2; exit 1
     ;;
-  *) echo "usage: passthrough_cascadefs.sh mount|umount ..." >&2; exit 2 ;;
+  status)
+    mountpoint -q "$2" || { echo "passthrough_cascadefs: $2: not mounted" >&2; exit 1; }
+    echo '{"transport":"dev-fuse"}'
+    ;;
+  *) echo "usage: passthrough_cascadefs.sh mount|umount|status ..." >&2; exit 2 ;;
 esac
