@@ -408,4 +408,22 @@ TEST(ChunkValueTest, CompressesWhenItSavesAndVerifiesAgainstTheName) {
 }
 
 }  // namespace
+// The guess that skips zstd: random bytes look incompressible; text, a byte repeated, sparse
+// binary (mostly zeros) and data under the sample size do not, so they are still compressed.
+TEST(ChunkValueTest, EntropyGuessSkipsOnlyEvenlySpreadBytes) {
+  EXPECT_TRUE(LooksIncompressible(RandomBytes(16384, 1)));
+  EXPECT_TRUE(LooksIncompressible(RandomBytes(65536, 2)));
+  std::string text;
+  while (text.size() < 16384) text += "the quick brown fox jumps over the lazy dog 12345\n";
+  EXPECT_FALSE(LooksIncompressible(text));
+  EXPECT_FALSE(LooksIncompressible(std::string(16384, 'x')));
+  std::string sparse(16384, '\0');
+  const std::string noise = RandomBytes(2000, 3);
+  sparse.replace(5000, noise.size(), noise);
+  EXPECT_FALSE(LooksIncompressible(sparse));
+  EXPECT_FALSE(LooksIncompressible(RandomBytes(1000, 4))) << "under the sample: zstd decides";
+  const std::string text_value = EncodeChunkValue(text, 1);
+  EXPECT_EQ(text_value[0], 1) << "text is still compressed";
+}
+
 }  // namespace cascadefs::fusefs

@@ -80,8 +80,14 @@ std::unique_ptr<ChunkStore> NewMemoryChunkStore(int zstd_level = 1);
 std::string ChunkKey(const ChunkName& name);
 
 // The stored value format, shared by every store and by fsck/inspect.
-// EncodeChunkValue compresses when it saves >= 1/16; DecodeChunkValue verifies against `name`.
+// EncodeChunkValue compresses when it saves >= 1/16, and does not try when LooksIncompressible;
+// DecodeChunkValue verifies against `name`.
 std::string EncodeChunkValue(std::string_view data, int zstd_level);
+// True when a sample of `data` (2,048 bytes spread over it) has a byte distribution so even
+// (entropy above 7.6 bits per byte) that compression would not pay: random or already
+// compressed bytes. False for data under 2 KiB. It can miss a chunk made of one random block
+// repeated (an even distribution that LZ would still shrink); that chunk is stored raw.
+bool LooksIncompressible(std::string_view data);
 Result<std::string> DecodeChunkValue(const ChunkName& name, std::string_view value);
 
 }  // namespace cascadefs::fusefs
