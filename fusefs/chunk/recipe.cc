@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <deque>
+#include <list>
+#include <mutex>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -229,10 +231,60 @@ io::Task<Result<FileRoot>> TreeBuilder::Finish() {
 
 // ---- RecipeTree: build and read ---------------------------------------------------------------
 
-RecipeTree::RecipeTree(ChunkStore* store, const ChunkerOptions& options)
-    : store_(store), options_(options) {
+// An LRU map of decoded nodes by name, bounded in bytes. Thread-safe (one mutex, held only for
+// the map and list operations).
+class RecipeTree::NodeCache {
+ public:
+  explicit NodeCache(std::size_t bytes_max) : bytes_max_(bytes_max) {}
+
+  std::shared_ptr<const DecodedNode> Find(const ChunkName& name) {
+    std::lock_guard lock(mutex_);
+    const auto it = index_.find(name);
+    if (it == index_.end()) return nullptr;
+    lru_.splice(lru_.begin(), lru_, it->second);  // most recently used first
+    return it->second->node;
+  }
+
+  void Insert(const ChunkName& name, std::shared_ptr<const DecodedNode> node) {
+    const std::size_t cost = CostOf(*node);
+    if (cost > bytes_max_) return;
+    std::lock_guard lock(mutex_);
+    if (index_.contains(name)) return;
+    lru_.push_front({name, std::move(node), cost});
+    index_.emplace(name, lru_.begin());
+    bytes_ += cost;
+    while (bytes_ > bytes_max_) {
+      bytes_ -= lru_.back().cost;
+      index_.erase(lru_.back().name);
+      lru_.pop_back();
+    }
+  }
+
+ private:
+  struct Entry {
+    ChunkName name;
+    std::shared_ptr<const DecodedNode> node;
+    std::size_t cost;
+  };
+  // The entries, the map slot and the list node: what the node holds in memory.
+  static std::size_t CostOf(const DecodedNode& node) {
+    return node.entries.size() * sizeof(NodeEntry) + sizeof(DecodedNode) + sizeof(Entry) + 64;
+  }
+
+  const std::size_t bytes_max_;
+  std::mutex mutex_;
+  std::list<Entry> lru_;  // GUARDED_BY(mutex_)
+  std::unordered_map<ChunkName, std::list<Entry>::iterator, ChunkNameHash> index_;  // ditto
+  std::size_t bytes_ = 0;  // GUARDED_BY(mutex_)
+};
+
+RecipeTree::RecipeTree(ChunkStore* store, const ChunkerOptions& options,
+                       std::size_t node_cache_bytes)
+    : store_(store), options_(options), node_cache_(std::make_unique<NodeCache>(node_cache_bytes)) {
   CFS_ASSERT(options_.Validate().ok());
 }
+
+RecipeTree::~RecipeTree() = default;
 
 io::Task<Result<FileRoot>> RecipeTree::Build(std::string_view data, TreeWriteStats* stats) {
   co_return co_await Build(DetectChunkerKind(data), data, stats);
@@ -267,6 +319,29 @@ io::Task<Result<DecodedNode>> RecipeTree::LoadNode(const ChunkName& name, int le
   co_return node;
 }
 
+io::Task<Result<std::shared_ptr<const DecodedNode>>> RecipeTree::LoadCachedNode(
+    const ChunkName& name, int level, std::uint64_t expected_length, TreeWriteStats* stats) {
+  std::shared_ptr<const DecodedNode> node = node_cache_->Find(name);
+  if (node == nullptr) {
+    Result<DecodedNode> loaded = co_await LoadNode(name, level, expected_length, stats);
+    if (!loaded.ok()) co_return loaded.status();
+    node = std::make_shared<const DecodedNode>(std::move(loaded).value());
+    node_cache_->Insert(name, node);
+    co_return node;
+  }
+  // The same name is the same bytes, but a parent may still name it with another level or
+  // length (a damaged parent): the checks LoadNode makes hold for cached nodes too.
+  if (node->level != level) {
+    co_return NodeCorruption(name, level, "holds level " + std::to_string(node->level));
+  }
+  if (node->total_length != expected_length) {
+    co_return NodeCorruption(name, level,
+                             "covers " + std::to_string(node->total_length) +
+                                 " bytes, its parent says " + std::to_string(expected_length));
+  }
+  co_return node;
+}
+
 io::Task<Status> RecipeTree::ReadRange(const ChunkName& name, int level, std::uint64_t entry_length,
                                        std::uint64_t begin, std::uint64_t end, std::string* out,
                                        TreeWriteStats* stats) {
@@ -282,13 +357,14 @@ io::Task<Status> RecipeTree::ReadRange(const ChunkName& name, int level, std::ui
     out->append(std::string_view(leaf.value()).substr(begin, end - begin));
     co_return Status::OK();
   }
-  Result<DecodedNode> node = co_await LoadNode(name, level, entry_length, stats);
+  Result<std::shared_ptr<const DecodedNode>> node =
+      co_await LoadCachedNode(name, level, entry_length, stats);
   if (!node.ok()) co_return node.status();
   if (level == 1) {
-    co_return co_await ReadLeaves(node.value(), begin, end, out, stats);
+    co_return co_await ReadLeaves(*node.value(), begin, end, out, stats);
   }
   std::uint64_t child_start = 0;
-  for (const NodeEntry& child : node.value().entries) {
+  for (const NodeEntry& child : node.value()->entries) {
     const std::uint64_t child_end = child_start + child.length;
     if (child_end > begin) {
       const std::uint64_t from = std::max(begin, child_start) - child_start;

@@ -254,6 +254,38 @@ TEST_F(RecipeTest, RandomEditsWithSmallChunksMatchAFreshBuild) {
   RandomEdits(this, ChunkerKind::kBinary, 14, 120, small);
 }
 
+// Reads keep decoded inner nodes (names are content hashes, so they never go stale): a second
+// read of the same range reads no node from the store. The cache is bounded: with room for a
+// few nodes only, reading a tall tree again reads nodes again.
+TEST_F(RecipeTest, ReadsReuseDecodedNodesWithinTheirBound) {
+  ChunkerOptions small;
+  small.binary_min_bytes = 64;
+  small.binary_avg_bytes = 128;
+  small.binary_max_bytes = 512;
+  const std::string data = RandomBytes(400000, 21);
+  for (const std::size_t cache_bytes : {kNodeCacheBytesMax, std::size_t{8192}}) {
+    RecipeTree tree(store_.get(), small, cache_bytes);
+    Result<FileRoot> root = Run(tree.Build(ChunkerKind::kBinary, data));
+    ASSERT_TRUE(root.ok());
+    ASSERT_GE(root.value().height, 2);
+    TreeWriteStats first;
+    TreeWriteStats second;
+    std::string out;
+    ASSERT_TRUE(Run(tree.Read(root.value(), 0, data.size(), &out, &first)).ok());
+    ASSERT_TRUE(out == data);
+    out.clear();
+    ASSERT_TRUE(Run(tree.Read(root.value(), 0, data.size(), &out, &second)).ok());
+    ASSERT_TRUE(out == data);
+    EXPECT_GT(first.nodes_read, 0u);
+    if (cache_bytes == kNodeCacheBytesMax) {
+      EXPECT_EQ(second.nodes_read, 0u) << "every node came from the cache";
+    } else {
+      EXPECT_GT(second.nodes_read, first.nodes_read / 2) << "a cache of 8 KiB holds few nodes";
+    }
+    EXPECT_EQ(second.leaves_read, first.leaves_read) << "leaves are never cached here";
+  }
+}
+
 TEST_F(RecipeTest, InsertAtTheStartOfALargeTextFileRewritesTwoLeavesAndOnePath) {
   const std::string text = RandomText(32 << 20, 15);
   const FileRoot root = BuildOrDie(text);
