@@ -102,8 +102,6 @@ constexpr std::uint32_t kMetadataFiles = 10000;
 constexpr int kMountWaitMs = 60000;     // a mount must answer within this
 constexpr int kCommandTimeoutS = 600;   // mount, umount, tar (tar of 140 MB on a slow FUSE)
 constexpr std::size_t kMountSlots = 8;  // the signal handler's table of live mount points
-constexpr std::string_view kTargetNames[] = {"cascadefs", "cascadefs-uring", "bindfs",
-                                             "passthrough_ll", "native"};
 static_assert(kIoBytes % kBlockBytes == 0);
 
 double Seconds(Clock::time_point start) {

@@ -899,16 +899,22 @@ TEST_F(Posix, Fallocate) {
   EXPECT_ERRNO(fallocate(fd.get(), 0, 0, 0), EINVAL);
 }
 
+// A file with data at [0, 64 KiB) and [kSecond, kSecond + 64 KiB), nothing written between,
+// fsynced; the SEEK_DATA/SEEK_HOLE tests start from it.
+constexpr off_t kSecond = 4 << 20;
+void WriteTwoDataRanges(const std::string& file, Fd* fd) {
+  *fd = Fd(open(file.c_str(), O_CREAT | O_RDWR, 0644));
+  ASSERT_TRUE(fd->ok());
+  ASSERT_TRUE(WriteAt(fd->get(), RandomBytes(4, 65536), 0));
+  ASSERT_TRUE(WriteAt(fd->get(), RandomBytes(5, 65536), kSecond));
+  ASSERT_OK(fsync(fd->get()));
+}
+
 // The part of SEEK_DATA/SEEK_HOLE every filesystem gives: data from 0, the hole at the end,
 // ENXIO past it, and whatever lies between reads as zeros.
 TEST_F(Posix, SeekDataAndTheHoleAtTheEnd) {
-  const std::string file = path("sparse");
-  Fd fd(open(file.c_str(), O_CREAT | O_RDWR, 0644));
-  ASSERT_TRUE(fd.ok());
-  constexpr off_t kSecond = 4 << 20;
-  ASSERT_TRUE(WriteAt(fd.get(), RandomBytes(4, 65536), 0));
-  ASSERT_TRUE(WriteAt(fd.get(), RandomBytes(5, 65536), kSecond));
-  ASSERT_OK(fsync(fd.get()));
+  Fd fd;
+  ASSERT_NO_FATAL_FAILURE(WriteTwoDataRanges(path("sparse"), &fd));
   const off_t size = kSecond + 65536;
   EXPECT_EQ(lseek(fd.get(), 0, SEEK_DATA), 0);
   const off_t hole = lseek(fd.get(), 0, SEEK_HOLE);
@@ -923,13 +929,8 @@ TEST_F(Posix, SeekDataAndTheHoleAtTheEnd) {
 TEST_F(Posix, SeekHoleAndData) {
   if (!native()) GTEST_SKIP() << "cascadefs does not keep holes yet (zeros are stored as zero chunks, so SEEK_HOLE finds "
            "only the end of file and st_blocks counts the zeros): not finished, see docs/fusefs.md";
-  const std::string file = path("sparse");
-  Fd fd(open(file.c_str(), O_CREAT | O_RDWR, 0644));
-  ASSERT_TRUE(fd.ok());
-  constexpr off_t kSecond = 4 << 20;  // data at [0, 64 KiB) and [4 MiB, 4 MiB + 64 KiB)
-  ASSERT_TRUE(WriteAt(fd.get(), RandomBytes(4, 65536), 0));
-  ASSERT_TRUE(WriteAt(fd.get(), RandomBytes(5, 65536), kSecond));
-  ASSERT_OK(fsync(fd.get()));
+  Fd fd;
+  ASSERT_NO_FATAL_FAILURE(WriteTwoDataRanges(path("sparse"), &fd));
   const off_t size = kSecond + 65536;
   EXPECT_EQ(lseek(fd.get(), 0, SEEK_DATA), 0);
   const off_t hole = lseek(fd.get(), 0, SEEK_HOLE);
