@@ -12,6 +12,7 @@
 #include "engine/io/scheduler.h"
 #include "manifest/filename.h"
 #include "sst/table_builder.h"
+#include "vlog/vlog_format.h"
 
 namespace cascadefs::engine {
 
@@ -160,6 +161,16 @@ io::Task<Status> Job::Run(VersionEdit* edit) {
     newer_stripe = stripe;
     if (drop) {
       ++result_->entries_dropped;
+      if (parsed.type == ValueType::kValuePointer) {
+        Result<ValuePointer> pointer = DecodeValuePointer(input->value());
+        if (!pointer.ok()) {
+          status = pointer.status().WithContext("compaction input: the value pointer of a key");
+          break;
+        }
+        VlogGarbage& garbage = result_->vlog_garbage[pointer.value().file_number];
+        ++garbage.records;
+        garbage.bytes += pointer.value().size;
+      }
     } else {
       if (!output_) {
         status = co_await OpenOutput();
@@ -199,6 +210,9 @@ io::Task<Status> Job::Run(VersionEdit* edit) {
   compaction_->AddInputDeletions(edit);
   for (const FileMetaData& meta : result_->outputs)
     edit->AddFile(compaction_->output_level(), meta);
+  for (const auto& [number, garbage] : result_->vlog_garbage) {
+    edit->AddVlogGarbage(number, garbage.records, garbage.bytes);
+  }
   co_return Status::OK();
 }
 

@@ -14,6 +14,8 @@
 //  - everything else is written. Outputs are cut at target_file_size_bytes and where an
 //    output would overlap too much of the grandparents, but only between two user keys
 //    (compaction.h invariant 1).
+// A dropped entry holding a value pointer makes its value-log record garbage: the job counts
+// it per file, and the edit carries the counts (VersionEdit::AddVlogGarbage).
 // The job works in bounded steps: after each SST write-out (at most kPendingWriteBytesMax) or
 // kCompactionStepEntriesMax entries it yields to other tasks (foreground first), sleeps when
 // ahead of the rate limit, and stops with Cancelled when the store is closing.
@@ -28,6 +30,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -65,6 +68,8 @@ struct CompactionJobResult {
   std::uint64_t bytes_read = 0;       // input file sizes
   std::uint64_t bytes_written = 0;    // output file sizes
   std::uint64_t entries_dropped = 0;
+  // Value-log records whose pointers the job dropped, per file: garbage (docs/formats/vlog.md).
+  std::map<std::uint64_t, VlogGarbage> vlog_garbage;
 };
 
 // Merges `compaction`'s inputs into new SSTs. On OK, `edit` removes the inputs, adds the

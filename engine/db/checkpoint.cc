@@ -8,8 +8,8 @@
 //     deleted only once no Version lists it (db_impl.h, invariant 7), so no file we link can
 //     vanish under us, however many compactions run meanwhile;
 //  4. in `dir`.tmp-checkpoint: hard-link every SST of the Version (copy it when linking is not
-//     possible), write a manifest whose one edit is that Version, and CURRENT naming it; sync
-//     the files and the directory;
+//     possible) and every finished value log (copy the one being written), write a manifest whose
+//     one edit is that Version, and CURRENT naming it; sync the files and the directory;
 //  5. rename the temporary directory to `dir` (never replacing anything) and sync the parent.
 //
 // Why hard links are safe: an SST is written once, front to back, by a flush or a compaction
@@ -22,6 +22,7 @@
 // Thread safety: runs on the caller's task; touches DB state only through FlushAsync, the
 // VersionSet's thread-safe accessors and the atomic last_sequence_.
 #include <algorithm>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -139,6 +140,28 @@ io::Task<Status> DBImpl::BuildCheckpoint(const std::string& tmp, const Version& 
       }
       if (!status.ok()) co_return status;
       snapshot.AddFile(static_cast<int>(level), *file);
+    }
+  }
+  // Value logs: a finished file is never written again (value_log.h, invariant 4), so it is
+  // linked like an SST; the file still being appended to is copied up to its size in the
+  // Version, which the flush above made durable and which covers every pointer of the
+  // Version's SSTs. The copy has no footer: the checkpoint's Open scans it like a file left
+  // by a crash.
+  std::set<std::uint64_t> finished;
+  for (const VlogFileState& state : vlog_->Files()) {
+    if (state.finished) finished.insert(state.number);
+  }
+  for (const auto& [number, vlog] : version.vlogs) {
+    CFS_ASSERT(number < manifest_number);
+    const std::string from = VlogFileName(dir_, number);
+    const std::string to = VlogFileName(tmp, number);
+    Status status = Status::NotSupported("copy");
+    if (finished.contains(number)) status = co_await env_->LinkFile(from, to);
+    if (status.IsNotSupported()) status = co_await CopySstFile(from, to, vlog.size_bytes);
+    if (!status.ok()) co_return status;
+    snapshot.AddVlog(vlog);
+    if (vlog.garbage_records > 0 || vlog.garbage_bytes > 0) {
+      snapshot.AddVlogGarbage(number, vlog.garbage_records, vlog.garbage_bytes);
     }
   }
   const std::array<std::string, kNumLevels> pointers = versions_->compact_pointers();

@@ -12,6 +12,7 @@
 #include "db/write_batch_internal.h"
 #include "manifest/filename.h"
 #include "sst/table_builder.h"
+#include "vlog/vlog_file.h"
 #include "wal/wal_reader.h"
 
 namespace cascadefs::engine {
@@ -24,6 +25,8 @@ constexpr std::chrono::milliseconds kWriteSlowdown{1};
 // in steps of kNoSpaceRetryStepMs so that Close never waits longer than one step.
 constexpr std::uint32_t kNoSpaceRetryMs = 2000;
 constexpr std::uint32_t kNoSpaceRetryStepMs = 100;
+// Value-log GC reads at most this many bytes of records per step, then yields.
+constexpr std::uint64_t kVlogGcStepBytes = 1 << 20;
 
 std::uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -140,6 +143,21 @@ Status DBImpl::CheckOptions() const {
   if (options_.compaction_rate_limit_mb_per_sec > 100000) {
     return out_of_range("compaction_rate_limit_mb_per_sec (0..100000)");
   }
+  if (options_.min_blob_size_bytes != 0 &&
+      (options_.min_blob_size_bytes < 16 || options_.min_blob_size_bytes > kValueSizeMax)) {
+    return out_of_range("min_blob_size_bytes (0 or 16..8 MiB)");
+  }
+  if (options_.vlog_file_size_bytes < (64 << 10) ||
+      options_.vlog_file_size_bytes > (std::uint64_t{4} << 30)) {
+    return out_of_range("vlog_file_size_bytes (64 KiB..4 GiB)");
+  }
+  if (!(options_.vlog_gc_garbage_ratio >= 0.05 && options_.vlog_gc_garbage_ratio <= 1.0)) {
+    return out_of_range("vlog_gc_garbage_ratio (0.05..1.0)");
+  }
+  if (options_.vlog_unwritten_bytes_max < (1 << 20) ||
+      options_.vlog_unwritten_bytes_max > (std::size_t{1} << 30)) {
+    return out_of_range("vlog_unwritten_bytes_max (1 MiB..1 GiB)");
+  }
   return Status::OK();
 }
 
@@ -191,6 +209,8 @@ Status DBImpl::OpenStore() {
     // Leave nothing running: the WAL writer (if opened) and the manifest close here.
     if (wal_) (void)scheduler_->BlockOn(wal_->Close());
     wal_.reset();
+    if (vlog_) (void)scheduler_->BlockOn(vlog_->Close());
+    vlog_.reset();
     (void)scheduler_->BlockOn(versions_->Close());
     std::lock_guard guard(mutex_);
     closed_ = true;
@@ -208,6 +228,7 @@ io::Task<Status> DBImpl::OpenAsync() {
   std::vector<std::uint64_t> wal_numbers;
   std::vector<std::uint64_t> sst_numbers;
   std::vector<std::uint64_t> manifest_numbers;
+  std::vector<std::uint64_t> vlog_numbers;
   std::vector<std::string> temp_files;
   for (const std::string& name : names.value()) {
     std::uint64_t number = 0;
@@ -225,6 +246,9 @@ io::Task<Status> DBImpl::OpenAsync() {
         break;
       case FileType::kManifest:
         manifest_numbers.push_back(number);
+        break;
+      case FileType::kVlog:
+        vlog_numbers.push_back(number);
         break;
       case FileType::kTemp:
         temp_files.push_back(name);
@@ -250,6 +274,30 @@ io::Task<Status> DBImpl::OpenAsync() {
   for (std::uint64_t number : wal_numbers) versions_->MarkFileNumberUsed(number);
   for (std::uint64_t number : sst_numbers) versions_->MarkFileNumberUsed(number);
   for (std::uint64_t number : manifest_numbers) versions_->MarkFileNumberUsed(number);
+  for (std::uint64_t number : vlog_numbers) versions_->MarkFileNumberUsed(number);
+
+  // The value log: every file in the manifest must be here; the rest (made just before a
+  // crash) are adopted when they hold records and removed when they do not.
+  {
+    ValueLogOptions vlog_options;
+    vlog_options.file_size_bytes = options_.vlog_file_size_bytes;
+    vlog_options.unwritten_bytes_max = options_.vlog_unwritten_bytes_max;
+    // Several write-outs fit under the bound, so one can be written while the next fills.
+    vlog_options.buffer_bytes =
+        std::min<std::size_t>(1 << 20, options_.vlog_unwritten_bytes_max / 4);
+    VersionSet* versions = versions_.get();
+    auto vlog = co_await ValueLog::Open(env_, dir_, vlog_options, vlog_numbers,
+                                        [versions] { return versions->NewFileNumber(); });
+    if (!vlog.ok()) co_return vlog.status();
+    vlog_ = std::move(vlog).value();
+  }
+  const std::shared_ptr<const Version> recovered_version = versions_->current();
+  for (const auto& [number, meta] : recovered_version->vlogs) {
+    if (std::find(vlog_numbers.begin(), vlog_numbers.end(), number) == vlog_numbers.end()) {
+      co_return Status::Corruption(VlogFileName(dir_, number) +
+                                   ": a value log the manifest lists is missing");
+    }
+  }
 
   // Replay every segment the manifest does not cover (invariant 3), oldest first.
   std::sort(wal_numbers.begin(), wal_numbers.end());
@@ -259,16 +307,32 @@ io::Task<Status> DBImpl::OpenAsync() {
   }
   std::vector<MemTable*> recovered;
   SequenceNumber max_sequence = versions_->last_sequence();
-  Status status = co_await ReplayWal(to_replay, &recovered, &max_sequence);
+  std::set<std::uint64_t> replayed_vlogs;
+  Status status = co_await ReplayWal(to_replay, &recovered, &max_sequence, &replayed_vlogs);
 
   // Recovered memtables go to level-0 SSTs now, so the old segments can be recycled and the
   // next Open replays nothing of them.
   VersionEdit edit;
+  // A value log the manifest lacks and no replayed pointer names holds nothing anyone can
+  // read (prepared and unused, or its WAL records were lost with the crash): removed. One
+  // that replayed pointers name is adopted by this edit.
+  for (const VlogFileState& file : std::vector<VlogFileState>(vlog_->recovered())) {
+    if (!recovered_version->vlogs.contains(file.number) && !replayed_vlogs.contains(file.number)) {
+      Log("removing unreferenced " + VlogFileName(dir_, file.number));
+      vlog_->ForgetRecovered(file.number);
+      (void)co_await env_->RemoveFile(VlogFileName(dir_, file.number));
+    }
+  }
+  RecordVlogFiles(&edit);
   for (MemTable* mem : recovered) {
     if (status.ok()) {
       FileMetaData meta;
-      status = co_await WriteLevel0Table(mem, &meta);
+      std::map<std::uint64_t, VlogGarbage> garbage;
+      status = co_await WriteLevel0Table(mem, &meta, {}, &garbage);
       if (status.ok() && meta.file_size_bytes > 0) edit.AddFile(0, meta);
+      for (const auto& [number, dropped] : garbage) {
+        edit.AddVlogGarbage(number, dropped.records, dropped.bytes);
+      }
     }
     mem->Unref();
   }
@@ -320,22 +384,56 @@ io::Task<Status> DBImpl::OpenAsync() {
   InstallSuperVersionLocked();
   // A store reopened with a deep level 0 (or after a crash mid-compaction) catches up now.
   MaybeScheduleCompactionLocked();
+  MaybeScheduleVlogGcLocked();
   co_return Status::OK();
 }
 
 io::Task<Status> DBImpl::ReplayWal(const std::vector<std::uint64_t>& log_numbers,
-                                   std::vector<MemTable*>* recovered,
-                                   SequenceNumber* max_sequence) {
+                                   std::vector<MemTable*>* recovered, SequenceNumber* max_sequence,
+                                   std::set<std::uint64_t>* replayed_vlogs) {
   if (log_numbers.empty()) co_return Status::OK();
   MemTable* mem = nullptr;
   WriteBatch batch;
+  // A pointer past its value log's valid records: the value-log tail was lost with the
+  // unsynced writes (docs/formats/vlog.md), so the replay ends before this record.
+  bool vlog_torn = false;
+  class PointerCheck final : public InternalBatchHandler {
+   public:
+    explicit PointerCheck(const ValueLog* vlog) : vlog_(vlog) {}
+    void Put(std::string_view, std::string_view) override {}
+    void Delete(std::string_view) override {}
+    void PutValuePointer(std::string_view, std::string_view pointer) override {
+      Result<ValuePointer> decoded = DecodeValuePointer(pointer);
+      if (!decoded.ok() || !vlog_->PointerInBounds(decoded.value())) {
+        bad = true;
+      } else {
+        files.insert(decoded.value().file_number);
+      }
+    }
+    bool bad = false;
+    std::set<std::uint64_t> files;
+
+   private:
+    const ValueLog* vlog_;
+  };
   auto on_record = [&](std::string_view record, const WalPosition& at) -> Status {
+    if (vlog_torn) return Status::OK();
     Status status = WriteBatchInternal::SetContents(&batch, record);
-    if (status.ok()) status = WriteBatchInternal::Validate(batch);
+    if (status.ok()) status = WriteBatchInternal::ValidateRecord(record);
     if (!status.ok()) {
       return status.WithContext(WalFileName(dir_, at.log_number) + ": record at offset " +
                                 std::to_string(at.offset));
     }
+    PointerCheck check(vlog_.get());
+    CFS_RETURN_IF_ERROR(WriteBatchInternal::IterateInternal(record, &check));
+    if (check.bad) {
+      vlog_torn = true;
+      Log(WalFileName(dir_, at.log_number) + ": replay stops at the record at offset " +
+          std::to_string(at.offset) +
+          ": it names value-log bytes lost at the crash (unsynced writes after it are dropped)");
+      return Status::OK();
+    }
+    replayed_vlogs->insert(check.files.begin(), check.files.end());
     if (mem == nullptr) {
       mem = new MemTable();
       mem->Ref();
@@ -406,8 +504,72 @@ std::size_t DBImpl::Level0FilesLocked() const {
   return super_->version->files[0].size();
 }
 
-DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, bool allow_delay,
-                                         WalPosition* position, Status* status) {
+Status DBImpl::PlanBatch(const WriteBatch& batch, BatchPlan* plan) const {
+  CFS_RETURN_IF_ERROR(WriteBatchInternal::Validate(batch));
+  plan->separated_bytes = 0;
+  if (options_.min_blob_size_bytes == 0) return Status::OK();
+  class Planner final : public WriteBatch::Handler {
+   public:
+    explicit Planner(std::size_t min_bytes) : min_bytes_(min_bytes) {}
+    void Put(std::string_view key, std::string_view value) override {
+      if (value.size() >= min_bytes_) bytes += key.size() + value.size() + kVlogRecordOverheadBytes;
+    }
+    void Delete(std::string_view) override {}
+    std::size_t bytes = 0;
+
+   private:
+    const std::size_t min_bytes_;
+  };
+  Planner planner(options_.min_blob_size_bytes);
+  CFS_RETURN_IF_ERROR(batch.Iterate(&planner));
+  plan->separated_bytes = planner.bytes;
+  return Status::OK();
+}
+
+Status DBImpl::SeparateValuesLocked(const WriteBatch& batch, std::string* record) {
+  class Separator final : public WriteBatch::Handler {
+   public:
+    Separator(ValueLog* vlog, std::size_t min_bytes, std::string* out)
+        : vlog_(vlog), min_bytes_(min_bytes), out_(out) {}
+    void Put(std::string_view key, std::string_view value) override {
+      if (!status.ok()) return;
+      if (value.size() < min_bytes_) {
+        out_->push_back(static_cast<char>(ValueType::kValue));
+        PutLengthPrefixed(out_, key);
+        PutLengthPrefixed(out_, value);
+        return;
+      }
+      Result<ValuePointer> pointer = vlog_->Append(key, value);
+      if (!pointer.ok()) {
+        status = pointer.status();
+        return;
+      }
+      out_->push_back(static_cast<char>(ValueType::kValuePointer));
+      PutLengthPrefixed(out_, key);
+      PutLengthPrefixed(out_, EncodeValuePointer(pointer.value()));
+    }
+    void Delete(std::string_view key) override {
+      out_->push_back(static_cast<char>(ValueType::kDeletion));
+      PutLengthPrefixed(out_, key);
+    }
+    Status status;
+
+   private:
+    ValueLog* const vlog_;
+    const std::size_t min_bytes_;
+    std::string* const out_;
+  };
+  const std::string_view contents = WriteBatchInternal::Contents(batch);
+  record->assign(contents.substr(0, kWriteBatchHeaderBytes));
+  Separator separator(vlog_.get(), options_.min_blob_size_bytes, record);
+  CFS_RETURN_IF_ERROR(batch.Iterate(&separator));
+  return separator.status;
+}
+
+DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, const BatchPlan& plan,
+                                         bool allow_delay, WalPosition* position,
+                                         VlogPosition* vlog_position, std::string* separated_record,
+                                         const WriteCondition* condition, Status* status) {
   if (closed_) {
     *status = Status::InvalidArgument(dir_ + ": store is closed");
     return WriteStep::kFailed;
@@ -428,12 +590,34 @@ DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, bool allow_del
     const WriteStep step = SwitchMemTableLocked(status);
     if (step != WriteStep::kDone) return step;
   }
+  if (condition != nullptr && !ConditionHoldsLocked(*condition)) {
+    return WriteStep::kConditionFailed;
+  }
   const std::uint32_t count = batch.Count();
   const SequenceNumber first = last_sequence_.load(std::memory_order_relaxed) + 1;
   std::string_view contents = WriteBatchInternal::Contents(batch);
-  wal_record_.assign(contents);
-  EncodeFixed64(wal_record_.data(), first);
-  Result<WalPosition> appended = wal_->Append(wal_record_);
+  std::string* record = &wal_record_;
+  if (plan.separated_bytes > 0) {
+    // Separated once per write (a retry after a busy WAL reuses the record). Room for every
+    // value first, so a batch is never half appended when it must wait.
+    if (separated_record->empty()) {
+      if (!vlog_->HasRoomFor(plan.separated_bytes)) return WriteStep::kWaitForVlog;
+      Status separated = SeparateValuesLocked(batch, separated_record);
+      if (!separated.ok()) {
+        *status = separated;
+        RecordBackgroundErrorLocked(*status);
+        return WriteStep::kFailed;
+      }
+    }
+    record = separated_record;
+  } else {
+    wal_record_.assign(contents);
+  }
+  EncodeFixed64(record->data(), first);
+  // Everything appended to the value log so far: a sync write makes it durable before the
+  // WAL, so no durable WAL record (this one or an earlier one) names bytes a crash can lose.
+  *vlog_position = vlog_->AppendedPosition();
+  Result<WalPosition> appended = wal_->Append(*record);
   if (!appended.ok()) {
     if (appended.status().code() == Status::Code::kBusy) return WriteStep::kWaitForWal;
     *status = appended.status();
@@ -441,7 +625,7 @@ DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, bool allow_del
     return WriteStep::kFailed;
   }
   *position = appended.value();
-  Status inserted = WriteBatchInternal::InsertInto(wal_record_, mem_);
+  Status inserted = WriteBatchInternal::InsertInto(*record, mem_);
   CFS_ASSERT(inserted.ok());  // validated before the lock was taken
   if (count > 0) {
     // Invariant 1: publish only after the whole batch is in mem_.
@@ -453,13 +637,17 @@ DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, bool allow_del
 }
 
 Status DBImpl::Write(const WriteOptions& options, const WriteBatch& batch) {
-  CFS_RETURN_IF_ERROR(WriteBatchInternal::Validate(batch));
+  BatchPlan plan;
+  CFS_RETURN_IF_ERROR(PlanBatch(batch, &plan));
   WalPosition position;
+  VlogPosition vlog_position;
+  std::string separated;  // the WAL record once large values went to the value log
   Status status;
   bool allow_delay = true;
   for (;;) {
     std::unique_lock lock(mutex_);
-    const WriteStep step = TryWriteLocked(batch, allow_delay, &position, &status);
+    const WriteStep step = TryWriteLocked(batch, plan, allow_delay, &position, &vlog_position,
+                                          &separated, nullptr, &status);
     if (step == WriteStep::kDone) break;
     if (step == WriteStep::kFailed) return status;
     if (step == WriteStep::kWaitForFlush) {
@@ -489,11 +677,17 @@ Status DBImpl::Write(const WriteOptions& options, const WriteBatch& batch) {
       counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
       continue;
     }
+    if (step == WriteStep::kWaitForVlog) {
+      lock.unlock();
+      scheduler_->BlockOn(vlog_->WaitForRoom(plan.separated_bytes));
+      continue;
+    }
     lock.unlock();
     scheduler_->BlockOn(wal_->WaitWritable(WriteBatchInternal::Contents(batch).size()));
   }
   if (options.sync) {
-    status = scheduler_->BlockOn(wal_->SyncTo(position));
+    status = scheduler_->BlockOn(vlog_->SyncTo(vlog_position));
+    if (status.ok()) status = scheduler_->BlockOn(wal_->SyncTo(position));
     if (!status.ok()) {
       std::lock_guard guard(mutex_);
       RecordBackgroundErrorLocked(status);
@@ -503,15 +697,44 @@ Status DBImpl::Write(const WriteOptions& options, const WriteBatch& batch) {
 }
 
 io::Task<Status> DBImpl::WriteAsync(const WriteOptions& options, const WriteBatch& batch) {
-  CFS_CO_RETURN_IF_ERROR(WriteBatchInternal::Validate(batch));
+  co_return co_await WriteAsyncImpl(options, batch, nullptr);
+}
+
+bool DBImpl::ConditionHoldsLocked(const WriteCondition& condition) const {
+  if (flushes_completed_ != condition.flushes_completed) return false;
+  std::string newest;
+  std::string then;
+  for (const std::string& key : condition.keys) {
+    for (MemTable* mem : {mem_, imm_}) {
+      if (mem == nullptr) continue;
+      const MemTable::GetResult now = mem->Get(key, kSequenceMax, &newest);
+      const MemTable::GetResult at = mem->Get(key, condition.looked_at, &then);
+      if (now != at) return false;
+      if (now != MemTable::GetResult::kNotPresent && now != MemTable::GetResult::kDeleted &&
+          newest != then) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+io::Task<Status> DBImpl::WriteAsyncImpl(const WriteOptions& options, const WriteBatch& batch,
+                                        const WriteCondition* condition) {
+  BatchPlan plan;
+  CFS_CO_RETURN_IF_ERROR(PlanBatch(batch, &plan));
   WalPosition position;
+  VlogPosition vlog_position;
+  std::string separated;  // the WAL record once large values went to the value log
   Status status;
   bool allow_delay = true;
   for (;;) {
     std::unique_lock lock(mutex_);
-    const WriteStep step = TryWriteLocked(batch, allow_delay, &position, &status);
+    const WriteStep step = TryWriteLocked(batch, plan, allow_delay, &position, &vlog_position,
+                                          &separated, condition, &status);
     if (step == WriteStep::kDone) break;
     if (step == WriteStep::kFailed) co_return status;
+    if (step == WriteStep::kConditionFailed) co_return Status::Busy("condition failed");
     if (step == WriteStep::kWaitForFlush) {
       const auto start = std::chrono::steady_clock::now();
       counters_.write_stalls.fetch_add(1, std::memory_order_relaxed);
@@ -541,11 +764,17 @@ io::Task<Status> DBImpl::WriteAsync(const WriteOptions& options, const WriteBatc
       counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
       continue;
     }
+    if (step == WriteStep::kWaitForVlog) {
+      lock.unlock();
+      co_await vlog_->WaitForRoom(plan.separated_bytes);
+      continue;
+    }
     lock.unlock();
     co_await wal_->WaitWritable(WriteBatchInternal::Contents(batch).size());
   }
   if (options.sync) {
-    status = co_await wal_->SyncTo(position);
+    status = co_await vlog_->SyncTo(vlog_position);
+    if (status.ok()) status = co_await wal_->SyncTo(position);
     if (!status.ok()) {
       std::lock_guard guard(mutex_);
       RecordBackgroundErrorLocked(status);
@@ -589,12 +818,18 @@ SequenceNumber DBImpl::ReadSequence(const ReadOptions& options) const {
 }
 
 bool DBImpl::GetFromMemTables(const SuperVersion& super_version, std::string_view key,
-                              SequenceNumber sequence, std::string* value, Status* status) const {
+                              SequenceNumber sequence, std::string* value, Status* status,
+                              bool* is_pointer) const {
+  *is_pointer = false;
   for (MemTable* mem : {super_version.mem, super_version.imm}) {
     if (mem == nullptr) continue;
     switch (mem->Get(key, sequence, value)) {
       case MemTable::GetResult::kFound:
         *status = Status::OK();
+        return true;
+      case MemTable::GetResult::kFoundPointer:
+        *status = Status::OK();
+        *is_pointer = true;
         return true;
       case MemTable::GetResult::kDeleted:
         *status = Status::NotFound(key);
@@ -608,7 +843,7 @@ bool DBImpl::GetFromMemTables(const SuperVersion& super_version, std::string_vie
 
 io::Task<Status> DBImpl::GetFromTables(std::shared_ptr<const SuperVersion> super_version,
                                        std::string_view key, SequenceNumber sequence,
-                                       std::string* value) {
+                                       std::string* value, ValueType* raw_type) {
   const std::string lookup = MakeInternalKey(key, sequence, kValueTypeForSeek);
   const Version& version = *super_version->version;
   std::vector<const FileMetaData*> candidates;
@@ -642,10 +877,38 @@ io::Task<Status> DBImpl::GetFromTables(std::shared_ptr<const SuperVersion> super
       if (!result.found) continue;
       if (result.type == ValueType::kDeletion) co_return Status::NotFound(key);
       *value = std::move(result.value);
+      if (raw_type != nullptr) {
+        *raw_type = result.type;
+        co_return Status::OK();
+      }
+      if (result.type == ValueType::kValuePointer) co_return co_await ResolvePointer(key, value);
       co_return Status::OK();
     }
   }
   co_return Status::NotFound(key);
+}
+
+io::Task<Status> DBImpl::ResolvePointer(std::string_view key, std::string* value) {
+  Result<ValuePointer> pointer = DecodeValuePointer(*value);
+  if (!pointer.ok()) {
+    co_return pointer.status().WithContext(dir_ + ": the value pointer of a key");
+  }
+  Result<std::string> resolved = co_await vlog_->Read(pointer.value(), key);
+  if (!resolved.ok()) co_return resolved.status();
+  *value = std::move(resolved).value();
+  co_return Status::OK();
+}
+
+io::Task<Status> DBImpl::GetNewestEntry(std::shared_ptr<const SuperVersion> super_version,
+                                        std::string_view key, SequenceNumber sequence,
+                                        ValueType* type, std::string* bytes) {
+  Status status;
+  bool is_pointer = false;
+  if (GetFromMemTables(*super_version, key, sequence, bytes, &status, &is_pointer)) {
+    *type = is_pointer ? ValueType::kValuePointer : ValueType::kValue;
+    co_return status;
+  }
+  co_return co_await GetFromTables(std::move(super_version), key, sequence, bytes, type);
 }
 
 Status DBImpl::Get(const ReadOptions& options, std::string_view key, std::string* value) {
@@ -653,7 +916,11 @@ Status DBImpl::Get(const ReadOptions& options, std::string_view key, std::string
   if (super_version == nullptr) return Status::InvalidArgument(dir_ + ": store is closed");
   const SequenceNumber sequence = ReadSequence(options);
   Status status;
-  if (GetFromMemTables(*super_version, key, sequence, value, &status)) return status;
+  bool is_pointer = false;
+  if (GetFromMemTables(*super_version, key, sequence, value, &status, &is_pointer)) {
+    if (!is_pointer) return status;
+    return scheduler_->BlockOn(ResolvePointer(key, value));
+  }
   if (super_version->version->TotalFiles() == 0) return Status::NotFound(key);
   return scheduler_->BlockOn(GetFromTables(std::move(super_version), key, sequence, value));
 }
@@ -664,7 +931,11 @@ io::Task<Status> DBImpl::GetAsync(const ReadOptions& options, std::string_view k
   if (super_version == nullptr) co_return Status::InvalidArgument(dir_ + ": store is closed");
   const SequenceNumber sequence = ReadSequence(options);
   Status status;
-  if (GetFromMemTables(*super_version, key, sequence, value, &status)) co_return status;
+  bool is_pointer = false;
+  if (GetFromMemTables(*super_version, key, sequence, value, &status, &is_pointer)) {
+    if (!is_pointer) co_return status;
+    co_return co_await ResolvePointer(key, value);
+  }
   co_return co_await GetFromTables(std::move(super_version), key, sequence, value);
 }
 
@@ -674,7 +945,8 @@ std::unique_ptr<Iterator> DBImpl::NewIterator(const ReadOptions& options) {
   std::vector<std::unique_ptr<InternalIterator>> children;
   if (super_version == nullptr) {
     children.push_back(NewEmptyIterator(Status::InvalidArgument(dir_ + ": store is closed")));
-    return NewDBIterator(NewMergingIterator(std::move(children)), sequence, scheduler_, nullptr);
+    return NewDBIterator(NewMergingIterator(std::move(children)), sequence, scheduler_, nullptr,
+                         nullptr);
   }
   children.push_back(super_version->mem->NewIterator());
   if (super_version->imm != nullptr) children.push_back(super_version->imm->NewIterator());
@@ -691,8 +963,19 @@ std::unique_ptr<Iterator> DBImpl::NewIterator(const ReadOptions& options) {
           }));
     }
   }
-  return NewDBIterator(NewMergingIterator(std::move(children)), sequence, scheduler_,
-                       super_version);
+  ValueResolver resolver;
+  if (options.iterator_values) {
+    // The iterator is destroyed before the store (REQUIRES of NewIterator).
+    resolver = [this](std::string_view key,
+                      std::string_view pointer) -> io::Task<Result<std::string>> {
+      std::string value(pointer);
+      Status status = co_await ResolvePointer(key, &value);
+      if (!status.ok()) co_return status;
+      co_return value;
+    };
+  }
+  return NewDBIterator(NewMergingIterator(std::move(children)), sequence, scheduler_, super_version,
+                       std::move(resolver));
 }
 
 const Snapshot* DBImpl::GetSnapshot() {
@@ -742,20 +1025,30 @@ io::Task<void> DBImpl::BackgroundFlush() {
 io::Task<Status> DBImpl::FlushImmutable() {
   MemTable* imm = nullptr;
   std::uint64_t next_log_number = 0;
+  std::vector<SequenceNumber> snapshots;
   {
     std::lock_guard guard(mutex_);
     imm = imm_;
     next_log_number = imm_next_log_number_;
+    // Snapshots taken later see at least every entry of imm.
+    snapshots.assign(snapshots_.begin(), snapshots_.end());
   }
   CFS_ASSERT(imm != nullptr);  // invariant 2
   FileMetaData meta;
-  CFS_CO_RETURN_IF_ERROR(co_await WriteLevel0Table(imm, &meta));
+  std::map<std::uint64_t, VlogGarbage> garbage;
+  CFS_CO_RETURN_IF_ERROR(co_await WriteLevel0Table(imm, &meta, snapshots, &garbage));
+  // The SST may name any value-log record appended so far: those are durable, and their files
+  // in the manifest, before the edit that makes the SST live.
+  CFS_CO_RETURN_IF_ERROR(co_await vlog_->SyncTo(vlog_->AppendedPosition()));
   VersionEdit edit;
   if (meta.file_size_bytes > 0) edit.AddFile(0, meta);
+  for (const auto& [number, dropped] : garbage) {
+    edit.AddVlogGarbage(number, dropped.records, dropped.bytes);
+  }
   edit.SetLogNumber(next_log_number);
   // Every sequence in imm is durable in the SST now; later ones are in the WAL.
   edit.SetLastSequence(std::max(versions_->last_sequence(), meta.largest_sequence));
-  CFS_CO_RETURN_IF_ERROR(co_await LogAndApplyExclusive(&edit));
+  CFS_CO_RETURN_IF_ERROR(co_await LogAndApplyExclusive(&edit, /*record_vlog_files=*/true));
   {
     std::lock_guard guard(mutex_);
     imm_->Unref();
@@ -769,7 +1062,9 @@ io::Task<Status> DBImpl::FlushImmutable() {
   co_return Status::OK();
 }
 
-io::Task<Status> DBImpl::WriteLevel0Table(MemTable* mem, FileMetaData* meta) {
+io::Task<Status> DBImpl::WriteLevel0Table(MemTable* mem, FileMetaData* meta,
+                                          const std::vector<SequenceNumber>& snapshots,
+                                          std::map<std::uint64_t, VlogGarbage>* garbage) {
   meta->file_size_bytes = 0;
   if (mem->num_entries() == 0) co_return Status::OK();
   const std::uint64_t number = versions_->NewFileNumber();
@@ -781,18 +1076,47 @@ io::Task<Status> DBImpl::WriteLevel0Table(MemTable* mem, FileMetaData* meta) {
   Status status;
   bool first = true;
   std::uint64_t added = 0;
+  // Versions hidden from every reader are dropped here already, by compaction's rule
+  // (compaction_job.h: a newer version of the key in the same snapshot stripe), so an
+  // overwritten separated value is garbage as soon as its memtable is flushed.
+  std::string current_user_key;
+  bool have_current_user_key = false;
+  constexpr std::size_t kNoStripe = ~std::size_t{0};
+  std::size_t newer_stripe = kNoStripe;
   for (co_await iter->SeekToFirst(); iter->Valid(); co_await iter->Next()) {
+    ParsedInternalKey parsed;
+    if (!ParseInternalKey(iter->key(), &parsed)) {
+      status = Status::Corruption("memtable: an entry with an unparsable internal key");
+      break;
+    }
+    if (!have_current_user_key || CompareUserKeys(parsed.user_key, current_user_key) != 0) {
+      current_user_key.assign(parsed.user_key);
+      have_current_user_key = true;
+      newer_stripe = kNoStripe;
+    }
+    const auto stripe = static_cast<std::size_t>(
+        std::lower_bound(snapshots.begin(), snapshots.end(), parsed.sequence) - snapshots.begin());
+    const bool hidden = stripe == newer_stripe;
+    newer_stripe = stripe;
+    if (hidden) {
+      if (parsed.type == ValueType::kValuePointer && garbage != nullptr) {
+        Result<ValuePointer> pointer = DecodeValuePointer(iter->value());
+        if (pointer.ok()) {
+          VlogGarbage& file = (*garbage)[pointer.value().file_number];
+          ++file.records;
+          file.bytes += pointer.value().size;
+        }
+      }
+      continue;
+    }
     if (first) {
       meta->smallest.assign(iter->key());
       first = false;
     }
     meta->largest.assign(iter->key());
-    ParsedInternalKey parsed;
-    if (ParseInternalKey(iter->key(), &parsed)) {
-      meta->smallest_sequence =
-          added == 0 ? parsed.sequence : std::min(meta->smallest_sequence, parsed.sequence);
-      meta->largest_sequence = std::max(meta->largest_sequence, parsed.sequence);
-    }
+    meta->smallest_sequence =
+        added == 0 ? parsed.sequence : std::min(meta->smallest_sequence, parsed.sequence);
+    meta->largest_sequence = std::max(meta->largest_sequence, parsed.sequence);
     builder.Add(iter->key(), iter->value());
     ++added;
     if (builder.NeedsWrite()) {
@@ -811,6 +1135,12 @@ io::Task<Status> DBImpl::WriteLevel0Table(MemTable* mem, FileMetaData* meta) {
   if (!status.ok()) {
     (void)co_await env_->RemoveFile(path);
     co_return status.WithContext(path);
+  }
+  if (added == 0) {
+    // Everything was hidden (cannot happen: a key's newest version is never hidden), or the
+    // memtable was empty: no file.
+    (void)co_await env_->RemoveFile(path);
+    co_return Status::OK();
   }
   meta->number = number;
   meta->file_size_bytes = builder.file_size_bytes();
@@ -888,7 +1218,9 @@ Status DBImpl::Close() {
   if (closed_ || scheduler_ == nullptr || wal_ == nullptr) return Status::OK();
   // A running compaction stops at its next step; a finishing flush starts no new one.
   shutting_down_.store(true, std::memory_order_release);
-  while (flush_scheduled_ || compaction_scheduled_) background_changed_.WaitBlocking(lock);
+  while (flush_scheduled_ || compaction_scheduled_ || vlog_gc_scheduled_) {
+    background_changed_.WaitBlocking(lock);
+  }
   CFS_ASSERT(snapshots_.empty());  // REQUIRES: every snapshot released
   // Every iterator is gone (REQUIRES), so every obsolete file is unreferenced now.
   lock.unlock();
@@ -899,6 +1231,9 @@ Status DBImpl::Close() {
   background_changed_.NotifyAll();
   lock.unlock();
 
+  // The value log first: the WAL's last records may name its last values.
+  Status vlog_closed = scheduler_->BlockOn(vlog_->Close());
+  if (status.ok()) status = vlog_closed;
   Status wal_closed = scheduler_->BlockOn(wal_->Close());
   if (status.ok()) status = wal_closed;
   Status manifest_closed = scheduler_->BlockOn(versions_->Close());
@@ -913,6 +1248,7 @@ Status DBImpl::Close() {
     imm_ = nullptr;
   }
   wal_.reset();
+  vlog_.reset();
   table_cache_.reset();
   lock_.reset();
   if (owned_scheduler_) {
@@ -950,7 +1286,23 @@ DbStats DBImpl::stats() const {
     std::shared_ptr<const Version> version = versions_->current();
     out.sst_files = version->TotalFiles();
     out.sst_bytes = version->TotalBytes();
+    for (const auto& [number, vlog] : version->vlogs) {
+      ++out.vlog_files;
+      out.vlog_bytes += vlog.size_bytes;
+      out.vlog_garbage_bytes += vlog.garbage_bytes;
+    }
   }
+  if (vlog_) {
+    const ValueLogStats vlog = vlog_->stats();
+    out.vlog_records_written = vlog.records_appended;
+    out.vlog_bytes_written = vlog.bytes_written;
+    out.vlog_syncs = vlog.syncs;
+    out.vlog_reads = vlog.reads;
+  }
+  out.vlog_gc_files = counters_.vlog_gc_files.load(std::memory_order_relaxed);
+  out.vlog_gc_bytes_rewritten = counters_.vlog_gc_bytes_rewritten.load(std::memory_order_relaxed);
+  out.vlog_gc_conflicts = counters_.vlog_gc_conflicts.load(std::memory_order_relaxed);
+  out.vlog_files_deleted = counters_.vlog_files_deleted.load(std::memory_order_relaxed);
   if (table_cache_) {
     out.table_cache_opens = table_cache_->opens();
     out.bloom_useful = table_cache_->BloomNegatives();
@@ -982,12 +1334,14 @@ std::vector<LevelStats> DBImpl::GetLevelStats() const {
 
 // ---- compactions ----
 
-io::Task<Status> DBImpl::LogAndApplyExclusive(VersionEdit* edit) {
+io::Task<Status> DBImpl::LogAndApplyExclusive(VersionEdit* edit, bool record_vlog_files) {
   {
     std::unique_lock lock(mutex_);
     while (manifest_busy_) co_await background_changed_.Wait(lock);
     manifest_busy_ = true;  // invariant 6
   }
+  // Inside the turn, so a file GC retired and removed in an earlier turn is not recorded again.
+  if (record_vlog_files) RecordVlogFiles(edit);
   Status status = co_await versions_->LogAndApply(edit);
   std::vector<std::uint64_t> manifests = versions_->TakeObsoleteManifests();
   {
@@ -1037,6 +1391,8 @@ io::Task<void> DBImpl::BackgroundCompaction() {
   // One compaction may not be enough (level 0 filled up meanwhile, or the output level is
   // now over its limit): the next starts here, until every score is below 1.
   MaybeScheduleCompactionLocked();
+  // The garbage it counted may have pushed a value-log file over the ratio.
+  MaybeScheduleVlogGcLocked();
   background_changed_.NotifyAll();
 }
 
@@ -1121,10 +1477,236 @@ io::Task<Status> DBImpl::CompactOnce(int forced_level) {
   co_return status;
 }
 
-io::Task<void> DBImpl::DeleteObsoleteFiles() {
-  std::vector<std::uint64_t> deletable;
+// ---- value-log GC ----
+
+std::uint64_t DBImpl::PickVlogForGcLocked() const {
+  const std::shared_ptr<const Version> version = versions_->current();
+  std::uint64_t best = 0;
+  double best_ratio = 0;
+  for (const auto& [number, file] : version->vlogs) {
+    if (vlog_->IsBeingWritten(number) || file.size_bytes <= kVlogFileHeaderBytes) continue;
+    const bool collecting =
+        std::any_of(obsolete_vlogs_.begin(), obsolete_vlogs_.end(),
+                    [number](const auto& vlog) { return vlog.number == number; });
+    if (collecting) continue;
+    const double ratio = static_cast<double>(file.garbage_bytes) /
+                         static_cast<double>(file.size_bytes - kVlogFileHeaderBytes);
+    if (ratio >= options_.vlog_gc_garbage_ratio && ratio > best_ratio) {
+      best = number;
+      best_ratio = ratio;
+    }
+  }
+  return best;
+}
+
+void DBImpl::MaybeScheduleVlogGcLocked() {
+  if (vlog_gc_scheduled_ || closed_ || super_ == nullptr || !bg_error_.ok() ||
+      shutting_down_.load(std::memory_order_acquire) || vlog_ == nullptr) {
+    return;
+  }
+  if (PickVlogForGcLocked() == 0) return;
+  vlog_gc_scheduled_ = true;
+  scheduler_->Spawn(BackgroundVlogGc(), io::Priority::kBackground);
+}
+
+io::Task<void> DBImpl::BackgroundVlogGc() {
+  std::uint64_t number = 0;
   {
     std::lock_guard guard(mutex_);
+    number = PickVlogForGcLocked();
+  }
+  Status status;
+  // GCC 12: never co_await inside ?: (it miscompiles the temporaries).
+  if (number != 0) status = co_await CollectVlogFile(number);
+  std::lock_guard guard(mutex_);
+  vlog_gc_scheduled_ = false;
+  if (!status.ok() && !status.IsCancelled()) {
+    // GC changes nothing a reader sees: a failed round leaves the file for a later one.
+    Log(VlogFileName(dir_, number) + ": value-log GC: " + status.ToString());
+  } else if (status.ok()) {
+    MaybeScheduleVlogGcLocked();
+  }
+  background_changed_.NotifyAll();
+}
+
+io::Task<Status> DBImpl::CollectVlogFile(std::uint64_t number) {
+  const std::string path = VlogFileName(dir_, number);
+  const std::uint64_t end = vlog_->ValidEnd(number);
+  if (end == 0) co_return Status::OK();  // already gone
+  auto opened = co_await env_->NewRandomAccessFile(path);
+  if (!opened.ok()) co_return opened.status();
+  const RandomAccessFile& file = *opened.value();
+  // Rate limit: GC shares compaction's budget of bytes per second.
+  const auto start = std::chrono::steady_clock::now();
+  std::uint64_t bytes_done = 0;
+
+  struct Record {
+    ValuePointer pointer;
+    std::string key;
+    std::string value;
+  };
+  std::uint64_t offset = 0;  // 0: start at the header
+  while (offset < end) {
+    if (shutting_down_.load(std::memory_order_acquire)) {
+      co_return Status::Cancelled("value-log GC: the store is closing");
+    }
+    // One bounded step: at most kVlogGcStepBytes of records.
+    std::vector<Record> records;
+    std::uint64_t next = 0;
+    Status scanned = co_await ScanVlogRecords(
+        file, number,
+        [&records, end](const ValuePointer& pointer, const VlogRecord& record) {
+          if (pointer.offset + pointer.size > end) return Status::OK();  // past the valid end
+          if (record.compression != VlogCompression::kNone) {
+            return Status::NotSupported("value-log GC of compressed records");
+          }
+          records.push_back({pointer, std::string(record.key), std::string(record.value)});
+          return Status::OK();
+        },
+        &next, offset, kVlogGcStepBytes);
+    if (!scanned.ok()) co_return scanned.WithContext(path);
+    if (next <= offset || records.empty()) break;  // the valid records end here
+    const std::uint64_t step_bytes = next - std::max(offset, kVlogFileHeaderBytes);
+    offset = next;
+
+    // Live: the newest entry of the key is a pointer to exactly this record. Rewrite those
+    // through the write path, on the condition that none was written meanwhile; when one was,
+    // look again (it may be dead now).
+    for (int attempt = 0;; ++attempt) {
+      WriteCondition condition;
+      std::shared_ptr<const SuperVersion> super_version;
+      {
+        std::lock_guard guard(mutex_);
+        if (closed_) co_return Status::Cancelled("value-log GC: the store is closing");
+        condition.flushes_completed = flushes_completed_;
+        condition.looked_at = last_sequence_.load(std::memory_order_acquire);
+        super_version = super_;
+      }
+      WriteBatch batch;
+      std::uint64_t live_bytes = 0;
+      for (const Record& record : records) {
+        ValueType type = ValueType::kValue;
+        std::string bytes;
+        Status found =
+            co_await GetNewestEntry(super_version, record.key, condition.looked_at, &type, &bytes);
+        if (found.IsNotFound()) continue;
+        if (!found.ok()) co_return found;
+        if (type != ValueType::kValuePointer) continue;
+        Result<ValuePointer> pointer = DecodeValuePointer(bytes);
+        if (!pointer.ok()) co_return pointer.status();
+        if (pointer.value().file_number != number ||
+            pointer.value().offset != record.pointer.offset) {
+          continue;
+        }
+        batch.Put(record.key, record.value);
+        condition.keys.push_back(record.key);
+        live_bytes += record.value.size();
+      }
+      super_version.reset();
+      if (batch.Count() == 0) break;
+      Status written = co_await WriteAsyncImpl(WriteOptions{}, batch, &condition);
+      if (written.ok()) {
+        counters_.vlog_gc_bytes_rewritten.fetch_add(live_bytes, std::memory_order_relaxed);
+        break;
+      }
+      if (!written.IsBusy()) co_return written;
+      counters_.vlog_gc_conflicts.fetch_add(1, std::memory_order_relaxed);
+      if (attempt >= 8) co_return Status::Busy(path + ": value-log GC: keys kept changing");
+    }
+    bytes_done += step_bytes;
+    co_await io::Yield();  // a bounded step: let foreground work run
+    if (options_.compaction_rate_limit_mb_per_sec > 0) {
+      const double due_seconds =
+          static_cast<double>(bytes_done) /
+          (static_cast<double>(options_.compaction_rate_limit_mb_per_sec) * (1 << 20));
+      const auto due =
+          start + std::chrono::microseconds(static_cast<std::int64_t>(due_seconds * 1e6));
+      while (std::chrono::steady_clock::now() < due &&
+             !shutting_down_.load(std::memory_order_acquire)) {
+        (void)co_await io::Sleep(std::chrono::milliseconds(10));
+      }
+    }
+  }
+  // Every live value has a newer version elsewhere. Flush, so that no WAL record a crash
+  // could replay names this file, then drop it from the manifest.
+  CFS_CO_RETURN_IF_ERROR(co_await FlushAsync());
+  const SequenceNumber collected_at = last_sequence_.load(std::memory_order_acquire);
+  std::weak_ptr<const int> pin;
+  {
+    const std::shared_ptr<const Version> version = versions_->current();
+    auto it = version->vlog_pins.find(number);
+    if (it == version->vlog_pins.end()) co_return Status::OK();
+    pin = it->second;
+  }
+  VersionEdit edit;
+  edit.RemoveVlog(number);
+  // Retired first: a flush running beside this edit must not record the file again.
+  vlog_->Retire(number);
+  CFS_CO_RETURN_IF_ERROR(co_await LogAndApplyExclusive(&edit));
+  {
+    std::lock_guard guard(mutex_);
+    if (!closed_) InstallSuperVersionLocked();
+    obsolete_vlogs_.push_back({number, pin, collected_at});
+  }
+  counters_.vlog_gc_files.fetch_add(1, std::memory_order_relaxed);
+  co_await DeleteObsoleteFiles();
+  co_return Status::OK();
+}
+
+Result<std::uint64_t> DBImpl::RunVlogGcForTest() {
+  std::uint64_t collected = 0;
+  for (;;) {
+    std::unique_lock lock(mutex_);
+    while (vlog_gc_scheduled_ && !closed_) background_changed_.WaitBlocking(lock);
+    if (closed_) return Status::InvalidArgument(dir_ + ": store is closed");
+    const std::uint64_t number = PickVlogForGcLocked();
+    if (number == 0) break;
+    vlog_gc_scheduled_ = true;
+    lock.unlock();
+    Status status = scheduler_->BlockOn(CollectVlogFile(number), io::Priority::kBackground);
+    lock.lock();
+    vlog_gc_scheduled_ = false;
+    background_changed_.NotifyAll();
+    if (!status.ok()) return status;
+    ++collected;
+  }
+  scheduler_->BlockOn(DeleteObsoleteFiles(), io::Priority::kBackground);
+  return collected;
+}
+
+void DBImpl::RecordVlogFiles(VersionEdit* edit) const {
+  const std::shared_ptr<const Version> version = versions_->current();
+  for (const VlogFileState& file : vlog_->Files()) {
+    if (file.records == 0 || file.durable_end <= kVlogFileHeaderBytes) continue;
+    const VlogFileMeta meta{.number = file.number,
+                            .size_bytes = file.durable_end,
+                            .records = file.records,
+                            .value_bytes = file.value_bytes};
+    auto it = version->vlogs.find(file.number);
+    if (it != version->vlogs.end() && it->second.size_bytes == meta.size_bytes &&
+        it->second.records == meta.records && it->second.value_bytes == meta.value_bytes) {
+      continue;
+    }
+    edit->AddVlog(meta);
+  }
+}
+
+io::Task<void> DBImpl::DeleteObsoleteFiles() {
+  std::vector<std::uint64_t> deletable;
+  std::vector<std::uint64_t> deletable_vlogs;
+  {
+    std::lock_guard guard(mutex_);
+    // A collected value log: no Version lists it, and every snapshot that could still see
+    // an old pointer to it (taken before its values were written again) is released.
+    const SequenceNumber oldest_snapshot = snapshots_.empty() ? kSequenceMax : *snapshots_.begin();
+    auto unreachable = std::partition(
+        obsolete_vlogs_.begin(), obsolete_vlogs_.end(), [oldest_snapshot](const auto& vlog) {
+          return !vlog.pin.expired() || oldest_snapshot < vlog.collected_at;
+        });
+    for (auto it = unreachable; it != obsolete_vlogs_.end(); ++it) {
+      deletable_vlogs.push_back(it->number);
+    }
+    obsolete_vlogs_.erase(unreachable, obsolete_vlogs_.end());
     auto unreferenced = std::partition(obsolete_files_.begin(), obsolete_files_.end(),
                                        [](const auto& entry) { return !entry.second.expired(); });
     for (auto it = unreferenced; it != obsolete_files_.end(); ++it) deletable.push_back(it->first);
@@ -1138,6 +1720,15 @@ io::Task<void> DBImpl::DeleteObsoleteFiles() {
     } else {
       // Left for the next Open, which removes every SST the manifest does not name.
       Log("removing obsolete " + SstFileName(dir_, number) + ": " + status.ToString());
+    }
+  }
+  for (std::uint64_t number : deletable_vlogs) {
+    Status status = co_await vlog_->DeleteFile(number);
+    if (status.ok()) {
+      counters_.vlog_files_deleted.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      // Left for the next Open, which removes value logs nothing names.
+      Log("removing collected " + VlogFileName(dir_, number) + ": " + status.ToString());
     }
   }
 }

@@ -41,6 +41,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -58,6 +59,7 @@
 #include "engine/io/wait_queue.h"
 #include "memtable/memtable.h"
 #include "sst/block_cache.h"
+#include "vlog/value_log.h"
 #include "wal/wal_writer.h"
 
 namespace cascadefs::engine {
@@ -98,6 +100,10 @@ class DBImpl final : public DB {
   // automatic one), and waits for it. OK when the level is empty. For tests, which shape the
   // tree with it. REQUIRES: 0 <= level < kNumLevels - 1; not on an IO thread.
   Status CompactLevelForTest(int level);
+  // Collects every value-log file at or above vlog_gc_garbage_ratio now, one after another,
+  // and deletes those no reader can reach; returns how many files it collected. For tests.
+  // REQUIRES: not on an IO thread.
+  Result<std::uint64_t> RunVlogGcForTest();
   io::Scheduler* scheduler() const override { return scheduler_; }
 
  private:
@@ -120,17 +126,53 @@ class DBImpl final : public DB {
     kWaitForWal,
     kDelay,              // level 0 is at the slowdown trigger: sleep ~1 ms, then retry
     kWaitForCompaction,  // level 0 is at the stop trigger: wait for a compaction
+    kWaitForVlog,        // the value log is at its unwritten-bytes bound
+    kConditionFailed,    // a GC rewrite's key changed since GC looked (WriteCondition)
+  };
+
+  // GC's rewrite of live values is conditional: it commits only if no key of the batch was
+  // written since GC looked them up at `looked_at` (no flush finished since, and every
+  // memtable answers the same at `looked_at` as at the newest sequence).
+  struct WriteCondition {
+    SequenceNumber looked_at = 0;
+    std::uint64_t flushes_completed = 0;
+    std::vector<std::string> keys;
+  };
+
+  // What Write learns about a batch before it takes the mutex.
+  struct BatchPlan {
+    std::size_t separated_bytes = 0;  // value-log record bytes of its large values
   };
 
   io::Task<Status> OpenAsync();
+  // `replayed_vlogs`: the value logs the replayed records name.
   io::Task<Status> ReplayWal(const std::vector<std::uint64_t>& log_numbers,
-                             std::vector<MemTable*>* recovered, SequenceNumber* max_sequence);
+                             std::vector<MemTable*>* recovered, SequenceNumber* max_sequence,
+                             std::set<std::uint64_t>* replayed_vlogs);
   Status CheckOptions() const;
   void Log(std::string_view line) const;
 
   // `allow_delay`: false once this write was delayed (a write is slowed down at most once).
-  WriteStep TryWriteLocked(const WriteBatch& batch, bool allow_delay, WalPosition* position,
+  // `separated_record`: the caller's, empty at the first try; holds the WAL record once the
+  // batch's large values are in the value log.
+  WriteStep TryWriteLocked(const WriteBatch& batch, const BatchPlan& plan, bool allow_delay,
+                           WalPosition* position, VlogPosition* vlog_position,
+                           std::string* separated_record, const WriteCondition* condition,
                            Status* status);
+  // WriteAsync with an optional condition: Busy "condition failed" when it does not hold.
+  io::Task<Status> WriteAsyncImpl(const WriteOptions& options, const WriteBatch& batch,
+                                  const WriteCondition* condition);
+  bool ConditionHoldsLocked(const WriteCondition& condition) const;
+  // Validates `batch` and fills *plan.
+  Status PlanBatch(const WriteBatch& batch, BatchPlan* plan) const;
+  // Frames `batch` into *record with each value of at least min_blob_size_bytes appended
+  // to the value log and replaced by its pointer. REQUIRES: mutex_ held; vlog room checked.
+  Status SeparateValuesLocked(const WriteBatch& batch, std::string* record);
+  // *value holds an encoded pointer: replaces it with the value it names.
+  io::Task<Status> ResolvePointer(std::string_view key, std::string* value);
+  // The value log's files, as the manifest should record them, in `edit`: those that hold
+  // records and that the current Version lacks or records differently.
+  void RecordVlogFiles(VersionEdit* edit) const;
   // Level-0 files of the current SuperVersion. REQUIRES: mutex_ held; the store open.
   std::size_t Level0FilesLocked() const;
   // Makes mem_ the immutable memtable and starts its flush. REQUIRES: mutex_ held; imm_ null.
@@ -139,25 +181,41 @@ class DBImpl final : public DB {
   std::shared_ptr<const SuperVersion> CurrentSuperVersion() const;
   void RecordBackgroundErrorLocked(const Status& status);
 
+  // With `raw_type` set, a pointer is not resolved: *raw_type gets the entry's type and
+  // *value its stored bytes.
   io::Task<Status> GetFromTables(std::shared_ptr<const SuperVersion> super_version,
-                                 std::string_view key, SequenceNumber sequence, std::string* value);
+                                 std::string_view key, SequenceNumber sequence, std::string* value,
+                                 ValueType* raw_type = nullptr);
+  // The newest entry of `key` at `sequence` as stored: OK with its type (a value or a pointer)
+  // and bytes, or NotFound (none, or a deletion).
+  io::Task<Status> GetNewestEntry(std::shared_ptr<const SuperVersion> super_version,
+                                  std::string_view key, SequenceNumber sequence, ValueType* type,
+                                  std::string* bytes);
   // The memtable part of Get: true when it decided the answer (in *status).
+  // *is_pointer: the decided value is a pointer (still to be resolved).
   bool GetFromMemTables(const SuperVersion& super_version, std::string_view key,
-                        SequenceNumber sequence, std::string* value, Status* status) const;
+                        SequenceNumber sequence, std::string* value, Status* status,
+                        bool* is_pointer) const;
   SequenceNumber ReadSequence(const ReadOptions& options) const;
 
   void ScheduleFlushLocked();
   io::Task<void> BackgroundFlush();
   io::Task<Status> FlushImmutable();
   // Writes `mem` to a new level-0 SST; meta->file_size_bytes == 0 when mem was empty.
-  io::Task<Status> WriteLevel0Table(MemTable* mem, FileMetaData* meta);
+  // Versions no reader can see (`snapshots`: the live ones, ascending) are dropped, and the
+  // value-log records of dropped pointers are added to *garbage.
+  io::Task<Status> WriteLevel0Table(MemTable* mem, FileMetaData* meta,
+                                    const std::vector<SequenceNumber>& snapshots,
+                                    std::map<std::uint64_t, VlogGarbage>* garbage);
   // Flush's two halves for the blocking and coroutine forms: start (switch mem_) and the
   // flush count to wait for.
   WriteStep StartFlushLocked(std::uint64_t* wait_for_flushes, Status* status);
 
   // Appends `edit` to the manifest (VersionSet::LogAndApply, one caller at a time: invariant
   // 6), removes manifests a roll made obsolete, and installs a new SuperVersion.
-  io::Task<Status> LogAndApplyExclusive(VersionEdit* edit);
+  // With `record_vlog_files`, the edit also records the value log's files (RecordVlogFiles),
+  // computed inside the turn.
+  io::Task<Status> LogAndApplyExclusive(VersionEdit* edit, bool record_vlog_files = false);
   // Spawns a compaction task when none runs and the current Version needs one.
   void MaybeScheduleCompactionLocked();
   io::Task<void> BackgroundCompaction();
@@ -166,6 +224,16 @@ class DBImpl final : public DB {
   io::Task<Status> CompactOnce(int forced_level);
   // Deletes the files of obsolete_files_ no Version lists any more (invariant 7).
   io::Task<void> DeleteObsoleteFiles();
+
+  // ---- value-log GC (docs/formats/vlog.md, "GC") ----
+  // The finished value-log file with the most garbage at or above the ratio, or 0.
+  std::uint64_t PickVlogForGcLocked() const;
+  // Spawns a GC task when none runs and a file qualifies.
+  void MaybeScheduleVlogGcLocked();
+  io::Task<void> BackgroundVlogGc();
+  // Rewrites the live values of value-log file `number` in bounded steps, flushes, and removes
+  // the file from the manifest; the file itself goes once no reader can reach it.
+  io::Task<Status> CollectVlogFile(std::uint64_t number);
 
   // Checkpoint's steps (engine/db/checkpoint.cc). Fills `tmp` with the files of `version`
   // (linked, or copied), a manifest numbered `manifest_number` describing them, and CURRENT,
@@ -190,6 +258,7 @@ class DBImpl final : public DB {
   std::unique_ptr<TableCache> table_cache_;
   std::unique_ptr<VersionSet> versions_;
   std::unique_ptr<WalWriter> wal_;
+  std::unique_ptr<ValueLog> vlog_;  // open from OpenAsync to Close
 
   std::atomic<SequenceNumber> last_sequence_{0};
 
@@ -204,6 +273,15 @@ class DBImpl final : public DB {
   std::uint64_t flushes_started_ = 0;          // GUARDED_BY(mutex_)
   bool compaction_scheduled_ = false;          // GUARDED_BY(mutex_): invariant 5
   bool manifest_busy_ = false;                 // GUARDED_BY(mutex_): invariant 6
+  bool vlog_gc_scheduled_ = false;             // GUARDED_BY(mutex_): at most one GC task
+  // Value-log files GC removed from the manifest, deleted once no Version lists them (the
+  // pin expired) and no snapshot older than `collected_at` is held.
+  struct ObsoleteVlog {
+    std::uint64_t number = 0;
+    std::weak_ptr<const int> pin;
+    SequenceNumber collected_at = 0;
+  };
+  std::vector<ObsoleteVlog> obsolete_vlogs_;  // GUARDED_BY(mutex_)
   // Files dropped by a durable manifest edit, waiting for their last reader (invariant 7).
   std::vector<std::pair<std::uint64_t, std::weak_ptr<const FileMetaData>>>
       obsolete_files_;                       // GUARDED_BY(mutex_)
@@ -234,6 +312,10 @@ class DBImpl final : public DB {
     std::atomic<std::uint64_t> compaction_micros{0};
     std::atomic<std::uint64_t> compactions_failed_no_space{0};
     std::atomic<std::uint64_t> obsolete_files_deleted{0};
+    std::atomic<std::uint64_t> vlog_gc_files{0};
+    std::atomic<std::uint64_t> vlog_gc_bytes_rewritten{0};
+    std::atomic<std::uint64_t> vlog_gc_conflicts{0};
+    std::atomic<std::uint64_t> vlog_files_deleted{0};
   };
   Counters counters_;
 };

@@ -13,11 +13,12 @@ namespace {
 class DBIter final : public Iterator {
  public:
   DBIter(std::unique_ptr<InternalIterator> inner, SequenceNumber sequence, io::Scheduler* scheduler,
-         std::shared_ptr<const void> keep_alive)
+         std::shared_ptr<const void> keep_alive, ValueResolver resolver)
       : keep_alive_(std::move(keep_alive)),
         inner_(std::move(inner)),
         sequence_(sequence),
-        scheduler_(scheduler) {}
+        scheduler_(scheduler),
+        resolver_(std::move(resolver)) {}
 
   ~DBIter() override {
     inner_.reset();  // before keep_alive_: the stream reads what it holds
@@ -31,6 +32,7 @@ class DBIter final : public Iterator {
   }
   std::string_view value() const override {
     CFS_ASSERT(valid_);
+    if (separated_) return resolved_value_;
     return direction_ == Direction::kForward ? inner_->value() : std::string_view(saved_value_);
   }
   Status status() const override {
@@ -125,6 +127,23 @@ class DBIter final : public Iterator {
   void ClearSaved() {
     saved_key_.clear();
     saved_value_.clear();
+    separated_ = false;
+    resolved_value_.clear();
+  }
+
+  // The entry just landed on is visible and holds a pointer: read its value (or, without a
+  // resolver, show an empty value). On error the iterator becomes invalid with the status.
+  io::Task<void> ResolveSeparated(std::string_view user_key, std::string_view pointer) {
+    separated_ = true;
+    resolved_value_.clear();
+    if (!resolver_) co_return;
+    Result<std::string> value = co_await resolver_(user_key, pointer);
+    if (!value.ok()) {
+      status_ = value.status();
+      valid_ = false;
+      co_return;
+    }
+    resolved_value_ = std::move(value).value();
   }
 
   // False (and invalid) when the inner stream failed.
@@ -161,6 +180,10 @@ class DBIter final : public Iterator {
         } else {
           valid_ = true;
           saved_key_.clear();
+          separated_ = false;
+          if (parsed.type == ValueType::kValuePointer) {
+            co_await ResolveSeparated(parsed.user_key, inner_->value());
+          }
           co_return;
         }
       }
@@ -177,6 +200,7 @@ class DBIter final : public Iterator {
   io::Task<void> FindPrevUserEntry() {
     CFS_ASSERT(direction_ == Direction::kReverse);
     ValueType value_type = ValueType::kDeletion;
+    separated_ = false;
     while (inner_->Valid()) {
       ParsedInternalKey parsed;
       if (!Parse(&parsed)) co_return;
@@ -203,6 +227,9 @@ class DBIter final : public Iterator {
       direction_ = Direction::kForward;
     } else {
       valid_ = true;
+      if (value_type == ValueType::kValuePointer) {
+        co_await ResolveSeparated(saved_key_, saved_value_);
+      }
     }
   }
 
@@ -210,7 +237,10 @@ class DBIter final : public Iterator {
   std::unique_ptr<InternalIterator> inner_;
   const SequenceNumber sequence_;
   io::Scheduler* const scheduler_;
+  const ValueResolver resolver_;
   Direction direction_ = Direction::kForward;
+  bool separated_ = false;  // value() is resolved_value_ (the entry held a pointer)
+  std::string resolved_value_;
   bool valid_ = false;
   std::string saved_key_;
   std::string saved_value_;
@@ -221,8 +251,10 @@ class DBIter final : public Iterator {
 
 std::unique_ptr<Iterator> NewDBIterator(std::unique_ptr<InternalIterator> inner,
                                         SequenceNumber sequence, io::Scheduler* scheduler,
-                                        std::shared_ptr<const void> keep_alive) {
-  return std::make_unique<DBIter>(std::move(inner), sequence, scheduler, std::move(keep_alive));
+                                        std::shared_ptr<const void> keep_alive,
+                                        ValueResolver resolver) {
+  return std::make_unique<DBIter>(std::move(inner), sequence, scheduler, std::move(keep_alive),
+                                  std::move(resolver));
 }
 
 }  // namespace cascadefs::engine

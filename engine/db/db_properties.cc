@@ -1,4 +1,5 @@
 // db_properties.cc: DB::GetProperty, the named statistics (db.h), and the derived ratios.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -29,20 +30,23 @@ double MiB(std::uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20);
 
 double WriteAmplification(const DbStats& stats) {
   if (stats.user_bytes_written == 0) return 0;
-  const std::uint64_t disk =
-      stats.wal_bytes_written + stats.flush_bytes_written + stats.compaction_bytes_written;
+  const std::uint64_t disk = stats.wal_bytes_written + stats.vlog_bytes_written +
+                             stats.flush_bytes_written + stats.compaction_bytes_written;
   return static_cast<double>(disk) / static_cast<double>(stats.user_bytes_written);
 }
 
-double SpaceAmplification(const std::vector<LevelStats>& levels) {
-  std::uint64_t total = 0;
+double SpaceAmplification(const std::vector<LevelStats>& levels, std::uint64_t vlog_bytes,
+                          std::uint64_t vlog_garbage_bytes) {
+  std::uint64_t total = vlog_bytes;
+  std::uint64_t live = vlog_bytes - std::min(vlog_bytes, vlog_garbage_bytes);
   std::uint64_t last = 0;
   for (const LevelStats& level : levels) {
     total += level.bytes;
     if (level.bytes > 0) last = level.bytes;
   }
-  if (last == 0) return 1;
-  return static_cast<double>(total) / static_cast<double>(last);
+  live += last;
+  if (live == 0) return 1;
+  return static_cast<double>(total) / static_cast<double>(live);
 }
 
 double BlockCacheHitRatio(const DbStats& stats) {
@@ -57,7 +61,26 @@ bool DBImpl::GetProperty(std::string_view name, std::string* value) const {
     return true;
   }
   if (name == "cascade.space-amplification") {
-    *value = Number(SpaceAmplification(GetLevelStats()));
+    const DbStats s = stats();
+    *value = Number(SpaceAmplification(GetLevelStats(), s.vlog_bytes, s.vlog_garbage_bytes));
+    return true;
+  }
+  if (name == "cascade.vlog") {
+    // One line per live value-log file, as the manifest records it.
+    std::string out;
+    AppendFormat(&out, "%-10s %12s %10s %12s %12s %8s\n", "file", "MiB", "records", "garbage MiB",
+                 "garbage recs", "garbage");
+    const std::shared_ptr<const Version> version = versions_->current();
+    for (const auto& [number, file] : version->vlogs) {
+      const double ratio = file.size_bytes == 0 ? 0
+                                                : static_cast<double>(file.garbage_bytes) /
+                                                      static_cast<double>(file.size_bytes);
+      AppendFormat(&out, "%-10llu %12.1f %10llu %12.1f %12llu %7.1f%%\n",
+                   static_cast<unsigned long long>(number), MiB(file.size_bytes),
+                   static_cast<unsigned long long>(file.records), MiB(file.garbage_bytes),
+                   static_cast<unsigned long long>(file.garbage_records), 100 * ratio);
+    }
+    *value = std::move(out);
     return true;
   }
   if (name == "cascade.block-cache-hit-ratio") {
@@ -80,11 +103,20 @@ bool DBImpl::GetProperty(std::string_view name, std::string* value) const {
     const DbStats s = stats();
     AppendFormat(&out, "written by users: %.1f MiB in %llu writes\n", MiB(s.user_bytes_written),
                  static_cast<unsigned long long>(s.writes));
-    AppendFormat(&out, "written to disk: WAL %.1f MiB, flushes %.1f MiB, compactions %.1f MiB\n",
-                 MiB(s.wal_bytes_written), MiB(s.flush_bytes_written),
+    AppendFormat(&out,
+                 "written to disk: WAL %.1f MiB, value log %.1f MiB, flushes %.1f MiB, "
+                 "compactions %.1f MiB\n",
+                 MiB(s.wal_bytes_written), MiB(s.vlog_bytes_written), MiB(s.flush_bytes_written),
                  MiB(s.compaction_bytes_written));
     AppendFormat(&out, "write amplification: %.3f\n", WriteAmplification(s));
-    AppendFormat(&out, "space amplification: %.3f\n", SpaceAmplification(levels));
+    AppendFormat(&out, "space amplification: %.3f\n",
+                 SpaceAmplification(levels, s.vlog_bytes, s.vlog_garbage_bytes));
+    AppendFormat(&out,
+                 "value log: %llu files, %.1f MiB, %.1f MiB garbage; %llu values written "
+                 "(%.1f MiB), %llu read\n",
+                 static_cast<unsigned long long>(s.vlog_files), MiB(s.vlog_bytes),
+                 MiB(s.vlog_garbage_bytes), static_cast<unsigned long long>(s.vlog_records_written),
+                 MiB(s.vlog_bytes_written), static_cast<unsigned long long>(s.vlog_reads));
     AppendFormat(&out, "block cache: %.1f MiB, %llu hits, %llu misses, hit ratio %.3f\n",
                  MiB(s.block_cache_bytes), static_cast<unsigned long long>(s.block_cache_hits),
                  static_cast<unsigned long long>(s.block_cache_misses), BlockCacheHitRatio(s));

@@ -26,16 +26,17 @@ using SequenceNumber = std::uint64_t;
 inline constexpr SequenceNumber kSequenceMax = (std::uint64_t{1} << 56) - 1;
 inline constexpr std::size_t kInternalKeyTrailerBytes = 8;
 
-// Stored in WAL records and internal keys: never renumber. The value log (compaction issue)
-// adds kValuePointer = 2.
+// Stored in WAL records and internal keys: never renumber. kValuePointer (store format
+// version 2): the value is an encoded ValuePointer to a value-log record (docs/formats/vlog.md).
 enum class ValueType : std::uint8_t {
   kDeletion = 0,
   kValue = 1,
+  kValuePointer = 2,
 };
-inline constexpr std::uint8_t kValueTypeMax = 1;
+inline constexpr std::uint8_t kValueTypeMax = 2;
 // The type with the highest number sorts first among equal sequences (trailer descending),
 // so a seek key built with it lands before every entry of that sequence.
-inline constexpr ValueType kValueTypeForSeek = ValueType::kValue;
+inline constexpr ValueType kValueTypeForSeek = ValueType::kValuePointer;
 
 inline std::uint64_t PackSequenceAndType(SequenceNumber sequence, ValueType type) {
   return (sequence << 8) | static_cast<std::uint8_t>(type);

@@ -81,6 +81,29 @@ Status VersionSet::Apply(const Version& base, const VersionEdit& edit, Version* 
     out->files[static_cast<std::size_t>(level)].push_back(
         std::make_shared<const FileMetaData>(meta));
   }
+  for (const std::uint64_t number : edit.removed_vlogs()) {
+    if (out->vlogs.erase(number) == 0) {
+      return Status::Corruption("manifest edit removes value log " + std::to_string(number) +
+                                " which the store lacks");
+    }
+    out->vlog_pins.erase(number);
+  }
+  for (const auto& [number, meta] : edit.added_vlogs()) {
+    if (!out->vlog_pins.contains(number)) out->vlog_pins[number] = std::make_shared<const int>(0);
+    VlogFileMeta& file = out->vlogs[number];
+    const VlogGarbage kept{file.garbage_records, file.garbage_bytes};
+    file = meta;
+    file.garbage_records = kept.records;
+    file.garbage_bytes = kept.bytes;
+  }
+  for (const auto& [number, garbage] : edit.vlog_garbage()) {
+    // Garbage found in a file already removed (a compaction that ran beside its GC) counts
+    // for nothing.
+    auto it = out->vlogs.find(number);
+    if (it == out->vlogs.end()) continue;
+    it->second.garbage_records += garbage.records;
+    it->second.garbage_bytes += garbage.bytes;
+  }
   // Invariant 1: level 0 newest first; deeper levels by smallest key.
   auto& level0 = out->files[0];
   std::sort(level0.begin(), level0.end(),
@@ -163,6 +186,7 @@ io::Task<Status> VersionSet::Recover() {
   for (const auto& files : version.files) {
     for (const auto& file : files) MarkFileNumberUsed(file->number);
   }
+  for (const auto& [number, vlog] : version.vlogs) MarkFileNumberUsed(number);
   {
     std::lock_guard guard(current_mutex_);
     current_ = std::make_shared<const Version>(std::move(version));
@@ -186,6 +210,12 @@ io::Task<Status> VersionSet::StartNewManifest(const Version& version, const Vers
   for (std::size_t level = 0; level < version.files.size(); ++level) {
     for (const auto& file_meta : version.files[level]) {
       snapshot.AddFile(static_cast<int>(level), *file_meta);
+    }
+  }
+  for (const auto& [number, vlog] : version.vlogs) {
+    snapshot.AddVlog(vlog);
+    if (vlog.garbage_records > 0 || vlog.garbage_bytes > 0) {
+      snapshot.AddVlogGarbage(number, vlog.garbage_records, vlog.garbage_bytes);
     }
   }
   // The pointers as they will be once `edit` (which gets no record of its own) is applied.

@@ -22,6 +22,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +43,12 @@ inline constexpr std::uint64_t kManifestRollSizeBytes = 64 << 20;
 
 struct Version {
   std::array<std::vector<std::shared_ptr<const FileMetaData>>, kNumLevels> files;
+  // The live value-log files, by number.
+  std::map<std::uint64_t, VlogFileMeta> vlogs;
+  // One token per live value-log file, made when the file enters a Version and shared by every
+  // later Version that lists it: once no Version holds it, no reader can meet the file through
+  // a Version (the DB deletes a collected file only then).
+  std::map<std::uint64_t, std::shared_ptr<const int>> vlog_pins;
 
   std::uint64_t TotalFiles() const;
   std::uint64_t TotalBytes() const;

@@ -3,6 +3,7 @@
 #include "engine/options.h"
 #include "memtable/memtable.h"
 #include "util/coding.h"
+#include "vlog/vlog_format.h"
 
 namespace cascadefs::engine {
 
@@ -32,8 +33,11 @@ Status WriteBatch::Iterate(Handler* handler) const {
   return WriteBatchInternal::IterateContents(rep_, handler);
 }
 
-Status WriteBatchInternal::IterateContents(std::string_view contents,
-                                           WriteBatch::Handler* handler) {
+namespace {
+
+// Walks the updates of `contents`; `internal` (when not null) receives value pointers.
+Status Iterate(std::string_view contents, WriteBatch::Handler* handler,
+               InternalBatchHandler* internal) {
   std::string_view input(contents);
   if (input.size() < kWriteBatchHeaderBytes) {
     return Status::Corruption("write batch shorter than its 12-byte header");
@@ -55,6 +59,11 @@ Status WriteBatchInternal::IterateContents(std::string_view contents,
         return Status::Corruption("write batch: truncated delete");
       }
       handler->Delete(key);
+    } else if (type == static_cast<std::uint8_t>(ValueType::kValuePointer) && internal != nullptr) {
+      if (!GetLengthPrefixed(&input, &key) || !GetLengthPrefixed(&input, &value)) {
+        return Status::Corruption("write batch: truncated value pointer");
+      }
+      internal->PutValuePointer(key, value);
     } else {
       return Status::Corruption("write batch: unknown update type " + std::to_string(type));
     }
@@ -66,6 +75,18 @@ Status WriteBatchInternal::IterateContents(std::string_view contents,
                               " updates, found " + std::to_string(found));
   }
   return Status::OK();
+}
+
+}  // namespace
+
+Status WriteBatchInternal::IterateContents(std::string_view contents,
+                                           WriteBatch::Handler* handler) {
+  return Iterate(contents, handler, nullptr);
+}
+
+Status WriteBatchInternal::IterateInternal(std::string_view contents,
+                                           InternalBatchHandler* handler) {
+  return Iterate(contents, handler, handler);
 }
 
 std::uint32_t WriteBatchInternal::Count(const WriteBatch& batch) {
@@ -90,8 +111,14 @@ Status WriteBatchInternal::SetContents(WriteBatch* batch, std::string_view conte
 
 namespace {
 
-class ValidateHandler : public WriteBatch::Handler {
+class ValidateHandler : public InternalBatchHandler {
  public:
+  void PutValuePointer(std::string_view key, std::string_view pointer) override {
+    CheckKey(key);
+    if (status.ok() && !DecodeValuePointer(pointer).ok()) {
+      status = Status::Corruption("write batch: a malformed value pointer");
+    }
+  }
   void Put(std::string_view key, std::string_view value) override {
     CheckKey(key);
     if (status.ok() && value.size() > kValueSizeMax) {
@@ -113,7 +140,7 @@ class ValidateHandler : public WriteBatch::Handler {
   }
 };
 
-class MemTableInserter : public WriteBatch::Handler {
+class MemTableInserter : public InternalBatchHandler {
  public:
   MemTableInserter(MemTable* memtable, SequenceNumber sequence)
       : memtable_(memtable), sequence_(sequence) {}
@@ -122,6 +149,9 @@ class MemTableInserter : public WriteBatch::Handler {
   }
   void Delete(std::string_view key) override {
     memtable_->Add(sequence_++, ValueType::kDeletion, key, {});
+  }
+  void PutValuePointer(std::string_view key, std::string_view pointer) override {
+    memtable_->Add(sequence_++, ValueType::kValuePointer, key, pointer);
   }
 
  private:
@@ -147,7 +177,13 @@ Status WriteBatchInternal::InsertInto(std::string_view contents, MemTable* memta
     return Status::Corruption("write batch shorter than its 12-byte header");
   }
   MemTableInserter inserter(memtable, DecodeFixed64(contents.data()));
-  return IterateContents(contents, &inserter);
+  return IterateInternal(contents, &inserter);
+}
+
+Status WriteBatchInternal::ValidateRecord(std::string_view contents) {
+  ValidateHandler handler;
+  CFS_RETURN_IF_ERROR(IterateInternal(contents, &handler));
+  return handler.status;
 }
 
 }  // namespace cascadefs::engine

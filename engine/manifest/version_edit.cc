@@ -7,6 +7,9 @@
 //   {kRemovedFile level:varint32 number:varint64}             sorted by (level, number)
 //   {kAddedFile level:varint32 number:varint64 size:varint64 smallest:length-prefixed
 //    largest:length-prefixed smallest_seq:varint64 largest_seq:varint64 entries:varint64}
+//   {kAddedVlog number size records value_bytes: varint64 each}            by number
+//   {kVlogGarbage number records bytes: varint64 each}                     by number
+//   {kRemovedVlog number:varint64}                                         by number
 // Each field starts with its tag as a varint32. DecodeFrom accepts the fields in any order,
 // except that the format version, when present, must be the first.
 #include "manifest/version_edit.h"
@@ -150,6 +153,24 @@ void VersionEdit::RemoveFile(int level, std::uint64_t number) {
   CFS_ASSERT(inserted);  // invariant 4
 }
 
+void VersionEdit::AddVlog(const VlogFileMeta& file) {
+  VlogFileMeta meta = file;
+  meta.garbage_records = meta.garbage_bytes = 0;
+  const bool inserted = added_vlogs_.emplace(file.number, meta).second;
+  CFS_ASSERT(inserted);
+}
+
+void VersionEdit::AddVlogGarbage(std::uint64_t number, std::uint64_t records, std::uint64_t bytes) {
+  VlogGarbage& garbage = vlog_garbage_[number];
+  garbage.records += records;
+  garbage.bytes += bytes;
+}
+
+void VersionEdit::RemoveVlog(std::uint64_t number) {
+  const bool inserted = removed_vlogs_.insert(number).second;
+  CFS_ASSERT(inserted);
+}
+
 void VersionEdit::EncodeTo(std::string* dst) const {
   // The format version goes first, so that an older reader sees it before any tag it does not
   // know (file header, "Versioning" in manifest.md).
@@ -189,6 +210,23 @@ void VersionEdit::EncodeTo(std::string* dst) const {
     PutVarint64(dst, file.smallest_sequence);
     PutVarint64(dst, file.largest_sequence);
     PutVarint64(dst, file.num_entries);
+  }
+  for (const auto& [number, file] : added_vlogs_) {
+    PutTag(dst, VersionEditTag::kAddedVlog);
+    PutVarint64(dst, number);
+    PutVarint64(dst, file.size_bytes);
+    PutVarint64(dst, file.records);
+    PutVarint64(dst, file.value_bytes);
+  }
+  for (const auto& [number, garbage] : vlog_garbage_) {
+    PutTag(dst, VersionEditTag::kVlogGarbage);
+    PutVarint64(dst, number);
+    PutVarint64(dst, garbage.records);
+    PutVarint64(dst, garbage.bytes);
+  }
+  for (const std::uint64_t number : removed_vlogs_) {
+    PutTag(dst, VersionEditTag::kRemovedVlog);
+    PutVarint64(dst, number);
   }
 }
 
@@ -312,6 +350,42 @@ Status VersionEdit::DecodeFrom(std::string_view src) {
         edit.AddFile(static_cast<int>(level), file);
         break;
       }
+      case VersionEditTag::kAddedVlog: {
+        constexpr std::string_view kField = "added value log";
+        VlogFileMeta file;
+        if (!GetVarint64(&input, &file.number) || !GetVarint64(&input, &file.size_bytes) ||
+            !GetVarint64(&input, &file.records) || !GetVarint64(&input, &file.value_bytes)) {
+          return EditCorruption(kField, "truncated");
+        }
+        if (edit.added_vlogs_.contains(file.number)) {
+          return EditCorruption(kField, "file " + std::to_string(file.number) + " listed twice");
+        }
+        edit.added_vlogs_.emplace(file.number, file);
+        break;
+      }
+      case VersionEditTag::kVlogGarbage: {
+        constexpr std::string_view kField = "value-log garbage";
+        std::uint64_t number = 0;
+        VlogGarbage garbage;
+        if (!GetVarint64(&input, &number) || !GetVarint64(&input, &garbage.records) ||
+            !GetVarint64(&input, &garbage.bytes)) {
+          return EditCorruption(kField, "truncated");
+        }
+        if (edit.vlog_garbage_.contains(number)) {
+          return EditCorruption(kField, "file " + std::to_string(number) + " listed twice");
+        }
+        edit.vlog_garbage_.emplace(number, garbage);
+        break;
+      }
+      case VersionEditTag::kRemovedVlog: {
+        constexpr std::string_view kField = "removed value log";
+        std::uint64_t number = 0;
+        if (!GetVarint64(&input, &number)) return EditCorruption(kField, "truncated");
+        if (!edit.removed_vlogs_.insert(number).second) {
+          return EditCorruption(kField, "file " + std::to_string(number) + " listed twice");
+        }
+        break;
+      }
       default:
         return EditCorruption("tag", "unknown tag " + std::to_string(tag_value));
     }
@@ -352,6 +426,18 @@ std::string VersionEdit::DebugString() const {
     out += " .. ";
     AppendInternalKeyForDisplay(&out, file.largest);
     out += "]";
+  }
+  for (const auto& [number, file] : added_vlogs_) {
+    out += "\n  add_vlog: #" + std::to_string(number) + " " + std::to_string(file.size_bytes) +
+           " bytes, " + std::to_string(file.records) + " records, " +
+           std::to_string(file.value_bytes) + " value bytes";
+  }
+  for (const auto& [number, garbage] : vlog_garbage_) {
+    out += "\n  vlog_garbage: #" + std::to_string(number) + " +" + std::to_string(garbage.records) +
+           " records, +" + std::to_string(garbage.bytes) + " bytes";
+  }
+  for (const std::uint64_t number : removed_vlogs_) {
+    out += "\n  remove_vlog: #" + std::to_string(number);
   }
   out += "\n}\n";
   return out;

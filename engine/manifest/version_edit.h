@@ -26,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -44,7 +45,9 @@ inline constexpr int kNumLevels = 7;
 // The store format version this build writes, and the newest it reads. Raised whenever a
 // store file format changes in a way an older build cannot read (docs/formats/manifest.md,
 // "Versioning"). Version 0 is invalid.
-inline constexpr std::uint32_t kStoreFormatVersion = 1;
+// Version 2 added the value log: value pointers (ValueType 2) in WAL records and SSTs, and
+// the edit tags 8-10.
+inline constexpr std::uint32_t kStoreFormatVersion = 2;
 
 // Largest internal key a file's smallest/largest may be: the largest user key plus trailer.
 inline constexpr std::size_t kInternalKeySizeMax = kKeySizeMax + kInternalKeyTrailerBytes;
@@ -58,6 +61,27 @@ enum class VersionEditTag : std::uint32_t {
   kCompactPointer = 5,  // varint32 level, length-prefixed internal key
   kRemovedFile = 6,     // varint32 level, varint64 number
   kAddedFile = 7,       // varint32 level, then the FileMetaData fields (manifest.md)
+  kAddedVlog = 8,       // varint64 number, size, records, value bytes (VlogFileMeta)
+  kVlogGarbage = 9,     // varint64 number, garbage records, garbage bytes (added to the file's)
+  kRemovedVlog = 10,    // varint64 number
+};
+
+// What the manifest records about one value-log file (docs/formats/vlog.md, "Manifest").
+struct VlogFileMeta {
+  std::uint64_t number = 0;
+  std::uint64_t size_bytes = 0;   // the end of its valid records when last recorded
+  std::uint64_t records = 0;      // records in it when last recorded
+  std::uint64_t value_bytes = 0;  // stored value bytes of those records
+  std::uint64_t garbage_records = 0;
+  std::uint64_t garbage_bytes = 0;  // whole records no live pointer names any more
+
+  bool operator==(const VlogFileMeta&) const = default;
+};
+
+// Garbage found in one value-log file by one flush or compaction.
+struct VlogGarbage {
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
 };
 
 // What the manifest records about one SST.
@@ -99,6 +123,14 @@ class VersionEdit {
   // Removes file `number` from `level`. REQUIRES: invariants 1 and 4.
   void RemoveFile(int level, std::uint64_t number);
 
+  // Adds value-log file `file.number`, or replaces its size and counts (not its garbage) when
+  // the version already has it. At most one per number per edit.
+  void AddVlog(const VlogFileMeta& file);
+  // Adds garbage to value-log file `number` (summed when called twice for a number).
+  void AddVlogGarbage(std::uint64_t number, std::uint64_t records, std::uint64_t bytes);
+  // Removes value-log file `number`.
+  void RemoveVlog(std::uint64_t number);
+
   // Appends the encoding of this edit to *dst (format version first, then the other fields).
   void EncodeTo(std::string* dst) const;
   // Replaces this edit with the one `src` encodes. On error the edit is left cleared and the
@@ -126,6 +158,10 @@ class VersionEdit {
   // (level, number), sorted.
   const std::set<std::pair<int, std::uint64_t>>& removed_files() const { return removed_files_; }
 
+  const std::map<std::uint64_t, VlogFileMeta>& added_vlogs() const { return added_vlogs_; }
+  const std::map<std::uint64_t, VlogGarbage>& vlog_garbage() const { return vlog_garbage_; }
+  const std::set<std::uint64_t>& removed_vlogs() const { return removed_vlogs_; }
+
   // True when both edits encode to the same bytes.
   bool operator==(const VersionEdit& other) const;
 
@@ -142,6 +178,9 @@ class VersionEdit {
   std::vector<std::pair<int, FileMetaData>> added_files_;      // numbers unique (invariant 4)
   std::set<std::uint64_t> added_numbers_;  // the numbers of added_files_, to check invariant 4
   std::set<std::pair<int, std::uint64_t>> removed_files_;
+  std::map<std::uint64_t, VlogFileMeta> added_vlogs_;  // garbage fields unused (zero)
+  std::map<std::uint64_t, VlogGarbage> vlog_garbage_;
+  std::set<std::uint64_t> removed_vlogs_;
 };
 
 // Checks invariant 2 for `file`: OK, or Corruption naming the problem (no file or offset).

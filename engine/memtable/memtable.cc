@@ -91,10 +91,11 @@ MemTable::GetResult MemTable::Get(std::string_view user_key, SequenceNumber sequ
   const std::string_view found_key = MemTableEntryKey(it.key());
   if (CompareUserKeys(ExtractUserKey(found_key), user_key) != 0) return GetResult::kNotPresent;
   const std::uint64_t trailer = ExtractTrailer(found_key);
-  if (static_cast<ValueType>(trailer & 0xff) == ValueType::kDeletion) return GetResult::kDeleted;
+  const auto type = static_cast<ValueType>(trailer & 0xff);
+  if (type == ValueType::kDeletion) return GetResult::kDeleted;
   const std::string_view found_value = EntryValue(found_key);
   value->assign(found_value.data(), found_value.size());
-  return GetResult::kFound;
+  return type == ValueType::kValuePointer ? GetResult::kFoundPointer : GetResult::kFound;
 }
 
 class MemTable::Iterator final : public InternalIterator {

@@ -38,9 +38,10 @@ class MemTable {
   void Add(SequenceNumber sequence, ValueType type, std::string_view user_key,
            std::string_view value);
 
-  enum class GetResult { kNotPresent, kFound, kDeleted };
+  enum class GetResult { kNotPresent, kFound, kFoundPointer, kDeleted };
   // The newest entry of `user_key` with a sequence <= `sequence`: kFound (value copied to
-  // *value), kDeleted, or kNotPresent when the memtable has no such entry.
+  // *value), kFoundPointer (an encoded value pointer copied to *value), kDeleted, or
+  // kNotPresent when the memtable has no such entry.
   GetResult Get(std::string_view user_key, SequenceNumber sequence, std::string* value) const;
 
   // An iterator over the internal keys; it holds a reference on the memtable while alive.

@@ -113,49 +113,60 @@ io::Task<Result<std::string>> VlogFileReader::ReadValue(const ValuePointer& poin
     co_return Status::Corruption(path() + " at offset " + std::to_string(pointer.offset) +
                                  ": the record is cut short");
   }
+  co_return DecodeVlogValue(bytes, pointer, key, path());
+}
+
+Result<std::string> DecodeVlogValue(std::string_view bytes, const ValuePointer& pointer,
+                                    std::string_view key, const std::string& path) {
   Result<VlogRecord> record = DecodeVlogRecord(bytes, &pointer.checksum);
-  if (!record.ok()) co_return RecordError(path(), pointer.offset, record.status());
+  if (!record.ok()) return RecordError(path, pointer.offset, record.status());
   if (record.value().key != key) {
-    co_return Status::Corruption(path() + " at offset " + std::to_string(pointer.offset) +
-                                 ": the record holds another key than its pointer's");
+    return Status::Corruption(path + " at offset " + std::to_string(pointer.offset) +
+                              ": the record holds another key than its pointer's");
   }
   if (record.value().compression == VlogCompression::kNone) {
-    co_return std::string(record.value().value);
+    return std::string(record.value().value);
   }
   const std::string_view stored = record.value().value;
   const unsigned long long size = ZSTD_getFrameContentSize(stored.data(), stored.size());
   if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
       size > kVlogValueBytesMax) {
-    co_return Status::Corruption(path() + " at offset " + std::to_string(pointer.offset) +
-                                 ": a compressed value without a valid size");
+    return Status::Corruption(path + " at offset " + std::to_string(pointer.offset) +
+                              ": a compressed value without a valid size");
   }
   std::string value(static_cast<std::size_t>(size), '\0');
   const std::size_t out = ZSTD_decompress(value.data(), value.size(), stored.data(), stored.size());
   if (ZSTD_isError(out) || out != size) {
-    co_return Status::Corruption(path() + " at offset " + std::to_string(pointer.offset) +
-                                 ": the compressed value does not decompress");
+    return Status::Corruption(path + " at offset " + std::to_string(pointer.offset) +
+                              ": the compressed value does not decompress");
   }
-  co_return value;
+  return value;
 }
 
 io::Task<Status> ScanVlogRecords(const RandomAccessFile& file, std::uint64_t number,
-                                 const VlogRecordVisitor& on_record, std::uint64_t* valid_end) {
-  *valid_end = 0;
-  std::string header(kVlogFileHeaderBytes, '\0');
-  Result<std::size_t> got = co_await file.Read(0, header.size(), header.data());
-  if (!got.ok()) co_return got.status();
-  header.resize(got.value());
-  Result<VlogFileHeader> decoded = DecodeVlogFileHeader(header);
-  if (!decoded.ok()) co_return RecordError(file.path(), 0, decoded.status());
-  if (decoded.value().file_number != number) {
-    co_return Status::Corruption(file.path() + ": the header names file " +
-                                 std::to_string(decoded.value().file_number));
+                                 const VlogRecordVisitor& on_record, std::uint64_t* valid_end,
+                                 std::uint64_t start, std::uint64_t max_bytes) {
+  *valid_end = start;
+  Result<std::size_t> got = std::size_t{0};
+  if (start < kVlogFileHeaderBytes) {
+    std::string header(kVlogFileHeaderBytes, '\0');
+    got = co_await file.Read(0, header.size(), header.data());
+    if (!got.ok()) co_return got.status();
+    header.resize(got.value());
+    Result<VlogFileHeader> decoded = DecodeVlogFileHeader(header);
+    if (!decoded.ok()) co_return RecordError(file.path(), 0, decoded.status());
+    if (decoded.value().file_number != number) {
+      co_return Status::Corruption(file.path() + ": the header names file " +
+                                   std::to_string(decoded.value().file_number));
+    }
+    start = kVlogFileHeaderBytes;
   }
-  std::uint64_t offset = kVlogFileHeaderBytes;
+  std::uint64_t offset = start;
   *valid_end = offset;
   constexpr std::size_t kPrefixBytes = 9;  // key length, value length, compression
   std::string bytes;
   for (;;) {  // bounded by the file's size: every step advances past one record
+    if (offset > start && offset - start >= max_bytes) break;
     char prefix[kPrefixBytes];
     got = co_await file.Read(offset, kPrefixBytes, prefix);
     if (!got.ok()) co_return got.status();

@@ -92,13 +92,23 @@ class VlogFileReader {
   std::unique_ptr<RandomAccessFile> file_;
 };
 
+// The value of the record `bytes` (exactly the pointer's size, read from `path`), checked
+// against the pointer's checksum and `key`, decompressed. Corruption naming path and offset.
+Result<std::string> DecodeVlogValue(std::string_view bytes, const ValuePointer& pointer,
+                                    std::string_view key, const std::string& path);
+
 // Calls `on_record(pointer, record)` for each record of `file` in order, from just after the
-// header, and stops at the first record that does not decode (a torn tail, the footer, or
-// damage). `*valid_end` gets the offset just past the last good record: where a writer
-// recovering the file cuts it. Corruption only for a damaged header; a callback's error ends
-// the scan and is returned. The record's views are valid during the call only.
+// header (or from `start`, a record boundary past the header, such as an earlier scan's
+// *valid_end), and stops at the first record that does not decode (a torn tail, the footer,
+// or damage), or once the records visited span `max_bytes` (at least one is visited).
+// `*valid_end` gets the offset just past the last good record: where a writer recovering the
+// file cuts it, or where the next bounded scan starts. Corruption only for a damaged header
+// (checked when starting at the header); a callback's error ends the scan and is returned.
+// The record's views are valid during the call only.
 using VlogRecordVisitor = std::function<Status(const ValuePointer&, const VlogRecord&)>;
 io::Task<Status> ScanVlogRecords(const RandomAccessFile& file, std::uint64_t number,
-                                 const VlogRecordVisitor& on_record, std::uint64_t* valid_end);
+                                 const VlogRecordVisitor& on_record, std::uint64_t* valid_end,
+                                 std::uint64_t start = 0,
+                                 std::uint64_t max_bytes = ~std::uint64_t{0});
 
 }  // namespace cascadefs::engine

@@ -70,6 +70,18 @@ struct DbStats {
   // Compactions that ran out of disk space: their outputs were removed, the store kept
   // serving, and compaction was tried again after a pause (docs/engine.md, "Compaction").
   std::uint64_t compactions_failed_no_space = 0;
+  // The value log (docs/formats/vlog.md).
+  std::uint64_t vlog_records_written = 0;     // values separated into the value log
+  std::uint64_t vlog_bytes_written = 0;       // bytes written to value-log files
+  std::uint64_t vlog_syncs = 0;               // fdatasync calls on value-log files
+  std::uint64_t vlog_reads = 0;               // values read through a pointer
+  std::uint64_t vlog_files = 0;               // live value-log files (per the manifest)
+  std::uint64_t vlog_bytes = 0;               // their recorded size
+  std::uint64_t vlog_garbage_bytes = 0;       // records in them no live pointer names
+  std::uint64_t vlog_gc_files = 0;            // value-log files GC collected
+  std::uint64_t vlog_gc_bytes_rewritten = 0;  // live values GC wrote again
+  std::uint64_t vlog_gc_conflicts = 0;        // GC steps retried: a user wrote a key meanwhile
+  std::uint64_t vlog_files_deleted = 0;       // collected files deleted
 };
 
 // One level of the LSM tree now (GetLevelStats).
@@ -82,13 +94,15 @@ struct LevelStats {
   double score = 0;
 };
 
-// Bytes written to disk (WAL, flushed SSTs, compaction outputs) per byte users wrote; 0
-// before any write.
+// Bytes written to disk (WAL, value log, flushed SSTs, compaction outputs) per byte users
+// wrote; 0 before any write.
 double WriteAmplification(const DbStats& stats);
-// Bytes of all SSTs per byte of the last non-empty level, the usual estimate of leveled
-// space amplification (older versions and deletions live above the last level); 1 for an
-// empty or single-level tree.
-double SpaceAmplification(const std::vector<LevelStats>& levels);
+// Bytes of all SSTs and value logs per byte of live data, estimated as the last non-empty
+// level plus the value logs' bytes that are not garbage: the usual estimate of leveled space
+// amplification (older versions and deletions live above the last level), with the value
+// log's counted garbage. 1 for an empty or single-level tree without value logs.
+double SpaceAmplification(const std::vector<LevelStats>& levels, std::uint64_t vlog_bytes = 0,
+                          std::uint64_t vlog_garbage_bytes = 0);
 // Block cache hits per data block read; 0 before any read.
 double BlockCacheHitRatio(const DbStats& stats);
 
@@ -171,7 +185,8 @@ class DB {
   // tools). Names: "cascade.stats" (a readable multi-line report: levels, amplification, block
   // cache, stalls, compactions), "cascade.levels" (one line per level: files, bytes, entries,
   // score), "cascade.write-amplification", "cascade.space-amplification",
-  // "cascade.block-cache-hit-ratio" (each one decimal number; see the functions below).
+  // "cascade.block-cache-hit-ratio" (each one decimal number; see the functions below),
+  // "cascade.vlog" (one line per value-log file: size, records, garbage).
   // False, with *value untouched, for an unknown name. Thread-safe; no I/O.
   virtual bool GetProperty(std::string_view name, std::string* value) const = 0;
   // The scheduler the store runs on (options.scheduler or its own).

@@ -137,6 +137,25 @@ struct Options {
   // 0 means unlimited. Range: 0..100,000. Default: 0.
   std::uint32_t compaction_rate_limit_mb_per_sec = 0;
 
+  // ---- value log (docs/formats/vlog.md) ----
+  // Values of at least this many bytes are written once, at the write, to the value log, and
+  // the LSM (WAL, memtable, SSTs) keeps a ~15-byte pointer to them: flushes and compactions
+  // then move pointers, not values. A read of such a value costs one more read. 0 keeps every
+  // value in the LSM (values already separated stay readable). Range: 0 or 16..kValueSizeMax.
+  // Default: 512.
+  std::size_t min_blob_size_bytes = 512;
+  // A value-log file rolls at about this size. Range: 64 KiB..4 GiB. Default: 256 MiB.
+  std::uint64_t vlog_file_size_bytes = std::uint64_t{256} << 20;
+  // Separated values appended but not yet written to their file, at most: the value log's
+  // memory bound; a writer beyond it waits for the writes. Range: 1 MiB..1 GiB.
+  // Default: 32 MiB.
+  std::size_t vlog_unwritten_bytes_max = 32 << 20;
+  // A finished value-log file whose garbage (records whose pointers compactions dropped) is at
+  // least this fraction of its bytes is collected: its live values are written again (to the
+  // current file, through the normal write path) and the file is deleted once no reader can
+  // reach it. Lower: less space, more rewriting. Range: 0.05..1.0. Default: 0.5.
+  double vlog_gc_garbage_ratio = 0.5;
+
   // Receives the store's few log lines (recovery truncating a torn WAL tail, a background
   // error). Called from any thread. Default: none (dropped).
   std::function<void(std::string_view line)> info_log;
@@ -145,6 +164,9 @@ struct Options {
 struct ReadOptions {
   // Read as of this snapshot (GetSnapshot); null reads the latest state. Default: null.
   const Snapshot* snapshot = nullptr;
+  // Iterators only: when false, value() of a value kept in the value log is empty and the
+  // iterator reads no value-log record (a scan of keys). Default: true.
+  bool iterator_values = true;
 };
 
 struct WriteOptions {

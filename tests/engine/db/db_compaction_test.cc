@@ -453,8 +453,8 @@ TEST_F(DbCompactionTest, PropertiesReportLevelsAndAmplification) {
 
   const DbStats stats = db_->stats();
   EXPECT_GT(stats.user_bytes_written, 800u * 100) << "800 writes of 100-byte values";
-  const std::uint64_t disk =
-      stats.wal_bytes_written + stats.flush_bytes_written + stats.compaction_bytes_written;
+  const std::uint64_t disk = stats.wal_bytes_written + stats.vlog_bytes_written +
+                             stats.flush_bytes_written + stats.compaction_bytes_written;
   EXPECT_DOUBLE_EQ(WriteAmplification(stats),
                    static_cast<double>(disk) / static_cast<double>(stats.user_bytes_written));
   EXPECT_GT(WriteAmplification(stats), 2.0) << "WAL, flush and compaction each wrote it";

@@ -251,8 +251,42 @@ TEST(VersionEditTest, UnknownTagIsCorruption) {
   ExpectCorruption(encoded, "unknown tag 0");
 
   encoded.clear();
-  PutVarint32(&encoded, 8);  // the first tag after the last one in use
-  ExpectCorruption(encoded, "unknown tag 8");
+  PutVarint32(&encoded, 11);  // the first tag after the last one in use
+  ExpectCorruption(encoded, "unknown tag 11");
+}
+
+TEST(VersionEditTest, ValueLogFieldsRoundTrip) {
+  VersionEdit edit;
+  edit.AddVlog({.number = 30, .size_bytes = 1 << 20, .records = 200, .value_bytes = 900000});
+  edit.AddVlog({.number = 31, .size_bytes = 64, .records = 1, .value_bytes = 19});
+  edit.AddVlogGarbage(30, 5, 4000);
+  edit.AddVlogGarbage(30, 1, 96);  // summed
+  edit.RemoveVlog(12);
+  const std::string encoded = Encode(edit);
+  VersionEdit decoded;
+  ASSERT_TRUE(decoded.DecodeFrom(encoded).ok());
+  EXPECT_TRUE(decoded == edit);
+  ASSERT_EQ(decoded.added_vlogs().size(), 2u);
+  EXPECT_EQ(decoded.added_vlogs().at(30).records, 200u);
+  EXPECT_EQ(decoded.added_vlogs().at(31).value_bytes, 19u);
+  ASSERT_EQ(decoded.vlog_garbage().size(), 1u);
+  EXPECT_EQ(decoded.vlog_garbage().at(30).records, 6u);
+  EXPECT_EQ(decoded.vlog_garbage().at(30).bytes, 4096u);
+  EXPECT_EQ(decoded.removed_vlogs(), std::set<std::uint64_t>{12});
+  EXPECT_NE(decoded.DebugString().find("vlog_garbage: #30"), std::string::npos);
+  // Every cut is a clean Corruption or a shorter edit.
+  for (std::size_t cut = 0; cut < encoded.size(); ++cut) {
+    VersionEdit partial;
+    Status status = partial.DecodeFrom(std::string_view(encoded).substr(0, cut));
+    EXPECT_TRUE(status.ok() || status.IsCorruption()) << cut << ": " << status.ToString();
+  }
+  // A file listed twice in one edit is Corruption.
+  std::string twice;
+  for (int i = 0; i < 2; ++i) {
+    PutTag(&twice, VersionEditTag::kRemovedVlog);
+    PutVarint64(&twice, 12);
+  }
+  ExpectCorruption(twice, "removed value log: file 12 listed twice");
 }
 
 TEST(VersionEditTest, NewerFormatVersionIsNotSupported) {
@@ -416,7 +450,7 @@ TEST(VersionEditTest, ClearForgetsEverything) {
 TEST(VersionEditTest, DebugStringShowsEveryField) {
   const std::string text = FullEdit().DebugString();
   for (const char* needle :
-       {"format_version: 1", "log_number: 7", "next_file_number: 20", "last_sequence: 1000",
+       {"format_version: 2", "log_number: 7", "next_file_number: 20", "last_sequence: 1000",
         "compact_pointer: L3 'm' @ 44 : 1", "remove_file: L2 #11", "remove_file: L0 #9",
         "add_file: L0 #12 49169 bytes, 36 entries, sequences [5, 90], keys ['a' @ 90 : 1 .. "
         "'k' @ 5 : 0]",

@@ -32,6 +32,8 @@ class MemTableTest : public ::testing::Test {
     switch (mem_->Get(key, sequence, &value)) {
       case MemTable::GetResult::kFound:
         return value;
+      case MemTable::GetResult::kFoundPointer:
+        return "POINTER:" + value;
       case MemTable::GetResult::kDeleted:
         return "DELETED";
       case MemTable::GetResult::kNotPresent:
