@@ -41,8 +41,6 @@ std::uint64_t DecodeBig64(std::string_view bytes) {
   return v;
 }
 
-// Zeros written by ZeroRange and fallocate per tree write: bounds that buffer.
-constexpr std::uint64_t kZeroStepBytes = 4 << 20;
 // How often the store's free space is looked at (statvfs), in nanoseconds.
 constexpr std::int64_t kSpaceCheckIntervalNs = 100'000'000;
 // Directory depth IsAncestor walks before it gives up (ELOOP): a cycle would be damage.
@@ -926,7 +924,9 @@ io::Task<int> Filesystem::FlushLocked(Inode* inode) {
   }
   // data_mutex is held: nobody changes `dirty` meanwhile, so it is read without state_mutex_.
   const auto& extents = inode->dirty.extents();
-  if (root.length == 0) {
+  if (root.length == 0 || root.all_hole()) {
+    // Nothing stored yet (an empty file, or one only grown by truncate or fallocate): the
+    // first data decides the chunker, as for a new file. The hole keeps its shape either way.
     const auto first = extents.begin();
     root.kind =
         first->first == 0
@@ -1006,17 +1006,16 @@ io::Task<int> Filesystem::ZeroRangeLocked(Inode* inode, std::uint64_t offset,
     std::lock_guard lock(state_mutex_);
     root = inode->rec.root;
   }
-  const std::string zeros(std::min(length, kZeroStepBytes), '\0');
-  for (std::uint64_t done = 0; done < length;) {
-    const std::uint64_t step = std::min<std::uint64_t>(zeros.size(), length - done);
-    Result<FileRoot> written =
-        co_await tree_->Write(root, offset + done, std::string_view(zeros).substr(0, step));
-    if (!written.ok()) {
-      co_return EngineErrno(written.status(), "zeroing inode " + std::to_string(inode->ino));
-    }
-    root = written.value();
-    done += step;
+  // The range becomes a hole: the part inside the file by a punch, the part past its end by
+  // growing it (also a hole). Both cost O(height), whatever the length.
+  Result<FileRoot> punched = co_await tree_->PunchHole(root, offset, length);
+  if (punched.ok() && offset + length > punched.value().length) {
+    punched = co_await tree_->Truncate(punched.value(), offset + length);
   }
+  if (!punched.ok()) {
+    co_return EngineErrno(punched.status(), "zeroing inode " + std::to_string(inode->ino));
+  }
+  root = punched.value();
   co_await namespace_mutex_.Lock();
   AsyncMutexUnlocker unlock(namespace_mutex_);
   engine::WriteBatch batch;
@@ -1080,7 +1079,7 @@ io::Task<int> Filesystem::Fallocate(std::uint64_t ino, std::uint32_t mode, std::
   const std::uint64_t end = offset + length;
   const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
   if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) != 0) {
-    // Holes are stored as zeros (identical zero chunks cost one chunk): punching writes zeros.
+    // Both make the range a hole (docs/formats/recipe.md, "Holes"): zeros that store nothing.
     const std::uint64_t zero_end = keep_size ? std::min(end, size) : end;
     if (zero_end > offset) {
       err = co_await ZeroRangeLocked(inode.get(), offset, zero_end - offset);
@@ -1089,7 +1088,7 @@ io::Task<int> Filesystem::Fallocate(std::uint64_t ino, std::uint32_t mode, std::
     co_return 0;
   }
   // Default mode: the range must read as zeros where it is past the end; cascadefs stores no
-  // preallocation, so growing the size is all there is to do.
+  // preallocation, so growing the size (by a hole) is all there is to do.
   if (SpaceLow()) co_return ENOSPC;
   if (!keep_size && end > size) co_return co_await TruncateLocked(inode.get(), end);
   co_return 0;
@@ -1097,20 +1096,32 @@ io::Task<int> Filesystem::Fallocate(std::uint64_t ino, std::uint32_t mode, std::
 
 io::Task<int> Filesystem::Lseek(std::uint64_t ino, std::uint64_t offset, int whence,
                                 std::uint64_t* out) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) co_return EINVAL;
   InodeRef inode;
-  const int err = co_await Pin(ino, &inode);
+  int err = co_await Pin(ino, &inode);
   if (err != 0) co_return err;
-  std::lock_guard lock(state_mutex_);
-  const std::uint64_t size = inode->rec.size;
-  // Holes are stored as data (zero chunks), so the only hole is the one at the end of file.
-  if (offset >= size) co_return ENXIO;
-  if (whence == SEEK_DATA) {
-    *out = offset;
-  } else if (whence == SEEK_HOLE) {
-    *out = size;
-  } else {
-    co_return EINVAL;
+  co_await inode->data_mutex.Lock();
+  AsyncMutexUnlocker unlock(inode->data_mutex);
+  {
+    std::lock_guard lock(state_mutex_);
+    if (offset >= inode->rec.size) co_return ENXIO;
   }
+  // Holes are where the recipe has hole entries. Unflushed writes may fill some: flush first,
+  // so that the tree alone answers (a no-op when nothing is dirty).
+  err = co_await FlushLocked(inode.get());
+  if (err != 0) co_return err;
+  FileRoot root;
+  {
+    std::lock_guard lock(state_mutex_);
+    root = inode->rec.root;
+  }
+  if (offset >= root.length) co_return ENXIO;  // a deleted inode is not flushed
+  Result<std::uint64_t> found = whence == SEEK_DATA ? co_await tree_->SeekData(root, offset)
+                                                    : co_await tree_->SeekHole(root, offset);
+  if (!found.ok()) co_return EngineErrno(found.status(), "seeking in inode " + std::to_string(ino));
+  // SEEK_DATA past the last data: no data at or after `offset` (the rest is the hole at EOF).
+  if (found.value() >= root.length && whence == SEEK_DATA) co_return ENXIO;
+  *out = found.value();
   co_return 0;
 }
 

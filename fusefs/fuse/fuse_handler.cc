@@ -85,7 +85,15 @@ void FillAttr(std::uint64_t ino, const InodeRecord& rec, fuse_attr* attr) {
   *attr = {};
   attr->ino = ino;
   attr->size = S_ISDIR(rec.mode) ? 4096 : rec.size;
-  attr->blocks = (attr->size + 511) / 512;
+  // st_blocks counts what a regular file stores, in 512-byte units: its committed data, holes
+  // excluded (as `du` expects on ext4), plus unflushed growth past the committed end, counted
+  // as data until the next flush shows which of it is (close, fsync or lseek flush it).
+  std::uint64_t stored_bytes = attr->size;
+  if (S_ISREG(rec.mode)) {
+    stored_bytes = rec.root.data_bytes();
+    if (rec.size > rec.root.length) stored_bytes += rec.size - rec.root.length;
+  }
+  attr->blocks = (stored_bytes + 511) / 512;
   SplitNs(rec.atime_ns, &attr->atime, &attr->atimensec);
   SplitNs(rec.mtime_ns, &attr->mtime, &attr->mtimensec);
   SplitNs(rec.ctime_ns, &attr->ctime, &attr->ctimensec);

@@ -30,6 +30,16 @@ std::map<std::string, std::string> Seeds() {
   root.kind = ChunkerKind::kBinary;
   seeds["root_binary"] = std::string(1, '\1') + root.Encode();
   seeds["root_empty"] = std::string(1, '\1') + FileRoot().Encode();
+  // Version 2: holes (docs/formats/recipe.md, "Holes").
+  seeds["node_level1_holes"] =
+      std::string(1, '\0') + EncodeNode(1, {entries[0], HoleEntry(1 << 20), entries[1]});
+  seeds["node_level2_hole_bytes"] =
+      std::string(1, '\0') + EncodeNode(2, {{ChunkName::Of("a"), 5000, 1000}, entries[2]});
+  root.hole_bytes = 1000;
+  seeds["root_with_holes"] = std::string(1, '\1') + root.Encode();
+  FileRoot all_hole;
+  all_hole.length = all_hole.hole_bytes = std::uint64_t{1} << 40;
+  seeds["root_all_hole"] = std::string(1, '\1') + all_hole.Encode();
   return seeds;
 }
 

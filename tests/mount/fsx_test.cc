@@ -167,7 +167,8 @@ class FsxRun {
     if (pick < 79) return DoPunch();
     if (pick < 86) return DoZero();
     if (pick < 91) return DoAllocate();
-    if (pick < 95) {
+    if (pick < 94) return DoSeek();
+    if (pick < 97) {
       Log("fsync");
       return fsync(fd_) == 0 ? "" : std::string("fsync: ") + std::strerror(errno);
     }
@@ -288,6 +289,43 @@ class FsxRun {
                 model_.begin() + static_cast<std::ptrdiff_t>(end), '\0');
     }
     return "";
+  }
+
+  // SEEK_DATA or SEEK_HOLE from a random offset, checked for what any filesystem must give
+  // (holes are allowed anywhere zeros are, so the model knows only where they cannot be):
+  // ENXIO at or past the end; SEEK_DATA skips only zeros; SEEK_HOLE lands on a zero or at
+  // the end, never before the offset. An fsync first: the kernel does not write its cached
+  // pages back before FUSE_LSEEK, so without one a seek may miss writes the daemon has not
+  // received yet (a known limit, docs/fusefs.md).
+  std::string DoSeek() {
+    const bool data = rng_.Below(2) == 0;
+    const std::uint64_t offset = rng_.Offset(model_.size() + 2);
+    Log(std::string(data ? "fsync+seek_data " : "fsync+seek_hole ") + std::to_string(offset));
+    if (fsync(fd_) != 0) return std::string("fsync before seek: ") + std::strerror(errno);
+    errno = 0;
+    const off_t got = lseek(fd_, static_cast<off_t>(offset), data ? SEEK_DATA : SEEK_HOLE);
+    const std::string what = std::string(data ? "SEEK_DATA" : "SEEK_HOLE") + " from " +
+                             std::to_string(offset) + " gave " + std::to_string(got);
+    if (offset >= model_.size()) {
+      return got == -1 && errno == ENXIO ? "" : what + ", expected ENXIO";
+    }
+    if (got == -1 && data && errno == ENXIO) {
+      // No data after `offset`: everything from it to the end must be zeros.
+      const bool zeros = std::all_of(model_.begin() + static_cast<std::ptrdiff_t>(offset),
+                                     model_.end(), [](char c) { return c == '\0'; });
+      return zeros ? "" : what + " (ENXIO) over nonzero bytes";
+    }
+    if (got < 0) return what + ": " + std::strerror(errno);
+    const auto at = static_cast<std::uint64_t>(got);
+    if (at < offset || at > model_.size()) return what + ": out of range";
+    if (data) {
+      if (at == model_.size()) return what + ": SEEK_DATA gives the end, not ENXIO";
+      const bool zeros = std::all_of(model_.begin() + static_cast<std::ptrdiff_t>(offset),
+                                     model_.begin() + static_cast<std::ptrdiff_t>(at),
+                                     [](char c) { return c == '\0'; });
+      return zeros ? "" : what + ": skipped nonzero bytes";
+    }
+    return at == model_.size() || model_[at] == '\0' ? "" : what + ": a hole on a nonzero byte";
   }
 
   std::string DoAllocate() {

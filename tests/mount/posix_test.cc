@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <set>
@@ -927,8 +928,6 @@ TEST_F(Posix, SeekDataAndTheHoleAtTheEnd) {
 }
 
 TEST_F(Posix, SeekHoleAndData) {
-  if (!native()) GTEST_SKIP() << "cascadefs does not keep holes yet (zeros are stored as zero chunks, so SEEK_HOLE finds "
-           "only the end of file and st_blocks counts the zeros): not finished, see docs/fusefs.md";
   Fd fd;
   ASSERT_NO_FATAL_FAILURE(WriteTwoDataRanges(path("sparse"), &fd));
   const off_t size = kSecond + 65536;
@@ -1051,8 +1050,6 @@ TEST_F(Posix, FileLargerThan4GiB) {
 }
 
 TEST_F(Posix, SparseFileStaysSparse) {
-  if (!native()) GTEST_SKIP() << "cascadefs does not keep holes yet (zeros are stored as zero chunks, so SEEK_HOLE finds "
-           "only the end of file and st_blocks counts the zeros): not finished, see docs/fusefs.md";
   const std::string file = path("huge");
   Fd fd(open(file.c_str(), O_CREAT | O_RDWR, 0644));
   ASSERT_TRUE(fd.ok());
@@ -1080,6 +1077,155 @@ TEST_F(Posix, HolesReadAsZeros) {
   ASSERT_NO_FATAL_FAILURE(Remount());
   const std::string back = Content(file);
   EXPECT_TRUE(back == all) << "holes survive a remount";
+}
+
+// The stored size of a file, from st_blocks.
+off_t StoredBytes(const std::string& file) { return Stat(file).st_blocks * 512; }
+
+// Growing a file to 1 TiB stores nothing: it is quick, `du` sees (almost) nothing, reads
+// anywhere give zeros, and SEEK_DATA finds no data; after a remount too.
+TEST_F(Posix, TebibyteTruncateIsAHole) {
+  constexpr off_t kTiB = off_t{1} << 40;
+  const std::string file = path("tib");
+  Fd fd(open(file.c_str(), O_CREAT | O_RDWR, 0644));
+  ASSERT_TRUE(fd.ok());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_OK(ftruncate(fd.get(), kTiB));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, std::chrono::seconds(5)) << "growth costs metadata, not data";
+  EXPECT_EQ(Stat(file).st_size, kTiB);
+  EXPECT_LT(StoredBytes(file), 64 << 10) << "a hole stores nothing";
+  for (int i = 0; i < 16; ++i) {
+    const off_t at = (kTiB / 16) * i + 4096 * (i * 7919 % 1000);
+    EXPECT_TRUE(AllZero(ReadAt(fd.get(), 65536, at))) << at;
+  }
+  EXPECT_ERRNO(lseek(fd.get(), 0, SEEK_DATA), ENXIO);
+  EXPECT_EQ(lseek(fd.get(), 12345, SEEK_HOLE), 12345);
+  // truncate(2) by path grows it further, still as a hole.
+  ASSERT_OK(truncate(file.c_str(), 2 * kTiB));
+  EXPECT_EQ(Stat(file).st_size, 2 * kTiB);
+  fd.Reset();
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  EXPECT_EQ(Stat(file).st_size, 2 * kTiB);
+  EXPECT_LT(StoredBytes(file), 64 << 10);
+  Fd again(open(file.c_str(), O_RDONLY));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(AllZero(ReadAt(again.get(), 1 << 20, kTiB + 123456789)));
+}
+
+// Writes in the middle of a big hole store only themselves, split the hole, and read back;
+// SEEK_DATA and SEEK_HOLE report where they are; all of it survives a remount.
+TEST_F(Posix, WriteInTheMiddleOfAHole) {
+  constexpr off_t kSize = off_t{64} << 30;
+  constexpr off_t kAt = off_t{40} << 30;
+  const std::string file = path("middle");
+  Fd fd(open(file.c_str(), O_CREAT | O_RDWR, 0644));
+  ASSERT_TRUE(fd.ok());
+  ASSERT_OK(ftruncate(fd.get(), kSize));
+  const std::string data = RandomBytes(50, 256 << 10);
+  ASSERT_TRUE(WriteAt(fd.get(), data, kAt));
+  // Seen before and after the flush.
+  EXPECT_TRUE(ReadAt(fd.get(), data.size(), kAt) == data);
+  ASSERT_OK(fsync(fd.get()));
+  auto check = [&](int descriptor) {
+    EXPECT_EQ(Stat(file).st_size, kSize);
+    EXPECT_TRUE(ReadAt(descriptor, data.size(), kAt) == data);
+    EXPECT_TRUE(AllZero(ReadAt(descriptor, 65536, kAt - 65536)));
+    EXPECT_TRUE(AllZero(ReadAt(descriptor, 65536, kAt + static_cast<off_t>(data.size()))));
+    EXPECT_GE(StoredBytes(file), static_cast<off_t>(data.size()));
+    EXPECT_LT(StoredBytes(file), static_cast<off_t>(data.size()) + (1 << 20));
+    EXPECT_EQ(lseek(descriptor, 0, SEEK_DATA), kAt);
+    EXPECT_EQ(lseek(descriptor, 0, SEEK_HOLE), 0);
+    EXPECT_EQ(lseek(descriptor, kAt, SEEK_HOLE), kAt + static_cast<off_t>(data.size()));
+    EXPECT_ERRNO(lseek(descriptor, kAt + static_cast<off_t>(data.size()), SEEK_DATA), ENXIO);
+  };
+  check(fd.get());
+  fd.Reset();
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  Fd again(open(file.c_str(), O_RDONLY));
+  ASSERT_TRUE(again.ok());
+  check(again.get());
+}
+
+// Punching a hole in the middle of data: SEEK_HOLE and SEEK_DATA find its edges, the data
+// around it is intact, `du` drops by its size, and zero range does the same; after a remount
+// too.
+TEST_F(Posix, PunchHoleThenSeek) {
+  constexpr off_t kMiB = 1 << 20;
+  const std::string file = path("punched");
+  const std::string data = RandomBytes(51, 8 << 20);
+  ASSERT_TRUE(WriteFile(file, data));
+  Fd fd(open(file.c_str(), O_RDWR));
+  ASSERT_TRUE(fd.ok());
+  const off_t dense = StoredBytes(file);
+  EXPECT_GE(dense, static_cast<off_t>(data.size()));
+  ASSERT_OK(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * kMiB, 2 * kMiB));
+  ASSERT_OK(fallocate(fd.get(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 6 * kMiB, kMiB));
+  std::string expected = data;
+  std::fill(expected.begin() + 2 * kMiB, expected.begin() + 4 * kMiB, '\0');
+  std::fill(expected.begin() + 6 * kMiB, expected.begin() + 7 * kMiB, '\0');
+  auto check = [&](int descriptor) {
+    EXPECT_EQ(Stat(file).st_size, static_cast<off_t>(data.size()));
+    EXPECT_TRUE(ReadAt(descriptor, data.size(), 0) == expected);
+    EXPECT_EQ(lseek(descriptor, 0, SEEK_DATA), 0);
+    EXPECT_EQ(lseek(descriptor, 0, SEEK_HOLE), 2 * kMiB);
+    EXPECT_EQ(lseek(descriptor, 2 * kMiB, SEEK_DATA), 4 * kMiB);
+    EXPECT_EQ(lseek(descriptor, 3 * kMiB, SEEK_DATA), 4 * kMiB);
+    EXPECT_EQ(lseek(descriptor, 4 * kMiB, SEEK_HOLE), 6 * kMiB);
+    EXPECT_EQ(lseek(descriptor, 6 * kMiB, SEEK_DATA), 7 * kMiB);
+    EXPECT_EQ(lseek(descriptor, 7 * kMiB, SEEK_HOLE), 8 * kMiB) << "the hole at the end";
+    const off_t stored = StoredBytes(file);
+    EXPECT_LE(stored, dense - 3 * kMiB + 256 * 1024) << "the holes store nothing";
+    EXPECT_GE(stored, 5 * kMiB);
+  };
+  check(fd.get());
+  fd.Reset();
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  Fd again(open(file.c_str(), O_RDONLY));
+  ASSERT_TRUE(again.ok());
+  check(again.get());
+}
+
+// `cp --sparse=always` writes runs of zeros as holes (lseek past them, or punch) and copies a
+// sparse file by SEEK_DATA/SEEK_HOLE: the copy is as sparse as the original and reads the same.
+TEST_F(Posix, SparseCopyWithCp) {
+  const std::string source = path("source");
+  const std::string copy = path("copy");
+  const std::string zeros_copy = path("zeros_copy");
+  constexpr off_t kData = off_t{3} << 30;
+  const std::string data = RandomBytes(52, 1 << 20);
+  Fd fd(open(source.c_str(), O_CREAT | O_RDWR, 0644));
+  ASSERT_TRUE(fd.ok());
+  ASSERT_OK(ftruncate(fd.get(), off_t{8} << 30));
+  ASSERT_TRUE(WriteAt(fd.get(), data, kData));
+  fd.Reset();
+  const std::string dense = path("dense");
+  std::string with_zeros = RandomBytes(53, 1 << 20) + std::string(32 << 20, '\0');
+  ASSERT_TRUE(WriteFile(dense, with_zeros + RandomBytes(54, 1 << 20)));
+  for (const auto& [from, to] : {std::pair{source, copy}, std::pair{dense, zeros_copy}}) {
+    const std::string command = "cp --sparse=always '" + from + "' '" + to + "'";
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30))
+        << command << ": cp skips holes by SEEK_DATA instead of reading 8 GiB of zeros";
+    EXPECT_EQ(Stat(to).st_size, Stat(from).st_size);
+  }
+  // The 8 GiB copy: its data where it was, zeros around it (reading all of it would take
+  // minutes: holes are zeros sent through FUSE).
+  Fd copied_sparse(open(copy.c_str(), O_RDONLY));
+  ASSERT_TRUE(copied_sparse.ok());
+  EXPECT_TRUE(ReadAt(copied_sparse.get(), data.size(), kData) == data);
+  EXPECT_TRUE(AllZero(ReadAt(copied_sparse.get(), 1 << 20, kData - (1 << 20))));
+  EXPECT_TRUE(AllZero(ReadAt(copied_sparse.get(), 1 << 20, kData + (1 << 20))));
+  EXPECT_EQ(lseek(copied_sparse.get(), 0, SEEK_DATA), kData);
+  EXPECT_TRUE(Content(zeros_copy) == Content(dense));
+  EXPECT_LT(StoredBytes(copy), 4 << 20) << "8 GiB with 1 MiB of data";
+  EXPECT_LT(StoredBytes(zeros_copy), 8 << 20) << "the 32 MiB of zeros became a hole";
+  Fd copied(open(zeros_copy.c_str(), O_RDONLY));
+  ASSERT_TRUE(copied.ok());
+  const off_t hole = lseek(copied.get(), 0, SEEK_HOLE);
+  EXPECT_GE(hole, 1 << 20);
+  EXPECT_LT(hole, 2 << 20);
 }
 
 TEST_F(Posix, MmapSharedReadWrite) {
