@@ -9,6 +9,7 @@
 //   - `cascadefs-uring`: the same over the kernel's FUSE-over-io_uring queues (`--transport
 //     io-uring`). Needs root: the fuse module's enable_uring parameter is turned on for the
 //     target's run and put back as it was afterwards.
+//   - `cascadefs-vlog`: `cascadefs` with `--value-log` (chunks in the engine's value log).
 //   - `bindfs`: Debian's bindfs over a directory, with `-o big_writes` (without it, it sends
 //     4 KiB writes). Unmounted by `fusermount3 -u`.
 //   - `passthrough_ll`: libfuse3's low-level passthrough example, built by bench/CMakeLists.txt
@@ -243,7 +244,9 @@ class Target {
 
   const std::string& name() const { return name_; }
   bool native() const { return name_ == "native"; }
-  bool cascadefs() const { return name_ == "cascadefs" || name_ == "cascadefs-uring"; }
+  bool cascadefs() const {
+    return name_ == "cascadefs" || name_ == "cascadefs-uring" || name_ == "cascadefs-vlog";
+  }
   std::string mount_point() const { return dir_ + "/mnt"; }
   // The backing directory (passthroughs), the store (cascadefs), the directory itself (native).
   std::string backing() const { return dir_ + (cascadefs() ? "/store" : "/src"); }
@@ -268,6 +271,7 @@ class Target {
       const char* transport = name_ == "cascadefs-uring" ? "io-uring" : "dev-fuse";
       args = {binaries_.cascadefs, "mount",   "--transport", transport,
               "--store",           backing(), mount_point()};
+      if (name_ == "cascadefs-vlog") args.insert(args.end() - 1, "--value-log");
     } else if (name_ == "bindfs") {
       args = {binaries_.bindfs, "-o", "big_writes", backing(), mount_point()};
     } else {
@@ -621,7 +625,7 @@ Status FindBinaries(const Config& config, Binaries* binaries) {
   };
   binaries->tar = FindInPath("tar");
   if (binaries->tar.empty()) return Status::NotFound("untar: tar not found in PATH");
-  if (wants("cascadefs") || wants("cascadefs-uring")) {
+  if (wants("cascadefs") || wants("cascadefs-uring") || wants("cascadefs-vlog")) {
     std::vector<std::string> candidates;
     if (!config.cascadefs.empty()) {
       candidates = {config.cascadefs};
@@ -759,7 +763,8 @@ int main(int argc, char** argv) {
       "the same file workloads side by side"};
   app.add_option("--targets", config.targets, "Targets to run, comma separated, in this order")
       ->delimiter(',')
-      ->check(CLI::IsMember({"cascadefs", "cascadefs-uring", "bindfs", "passthrough_ll", "native"}))
+      ->check(CLI::IsMember(
+          {"cascadefs", "cascadefs-uring", "cascadefs-vlog", "bindfs", "passthrough_ll", "native"}))
       ->capture_default_str();
   app.add_option("--workloads", config.workloads,
                  "Workloads to run, comma separated (seqread and randread need seqwrite)")

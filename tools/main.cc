@@ -42,6 +42,9 @@ int Run(int argc, char** argv) {
                    "io_uring transport: ring entries per CPU queue, each with a 1 MiB buffer "
                    "(default 16)")
       ->check(CLI::Range(1, 256));
+  mount->add_flag("--value-log", mount_args.value_log,
+                  "keep chunks in the engine's value log: written once, not rewritten by "
+                  "compactions (off until cascadefs gc reclaims deleted files' chunks)");
   mount->add_option("MOUNTPOINT", mount_args.mountpoint, "directory to mount on")->required();
 
   std::string umount_point;

@@ -267,6 +267,7 @@ int Serve(const MountArgs& args, const std::string& store, int ready_fd) {
                       : args.transport == "dev-fuse" ? fusefs::Transport::kDevFuse
                                                      : fusefs::Transport::kAuto;
   options.uring_queue_depth = args.uring_queue_depth;
+  options.value_log = args.value_log;
   options.log = [log](std::string_view line) { log->info("{}", line); };
   Result<std::unique_ptr<fusefs::Mount>> mount = fusefs::Mount::Start(options);
   if (!mount.ok()) {

@@ -255,6 +255,8 @@ Status MountImpl::StartImpl() {
   engine_options.create_if_missing = true;
   engine_options.block_cache_size_bytes = options_.block_cache_bytes;
   engine_options.info_log = options_.log;
+  // Chunk values are >= 512 bytes but for the smallest text chunks and nodes.
+  engine_options.min_blob_size_bytes = options_.value_log ? 512 : 0;
   SizeForStoreFilesystem(options_.store_dir, &engine_options, &options_.space_reserve_bytes);
   Result<std::unique_ptr<engine::DB>> db = engine::DB::Open(engine_options, options_.store_dir);
   if (!db.ok()) {

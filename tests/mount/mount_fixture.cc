@@ -21,6 +21,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 namespace cascadefs::mounttest {
@@ -209,8 +210,14 @@ std::string MountGuard::Mount() {
   }
   const int log_fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) return log_path_ + ": " + ErrnoText(errno);
-  const std::vector<std::string> args = {bin,       "mount",    "--transport", TransportFromEnv(),
-                                         "--store", store_dir_, "-f",          root_};
+  std::vector<std::string> args = {bin,       "mount",    "--transport", TransportFromEnv(),
+                                   "--store", store_dir_, "-f"};
+  // CFS_MOUNT_VALUE_LOG=1: the daemon keeps chunks in the engine's value log.
+  if (const char* value_log = std::getenv("CFS_MOUNT_VALUE_LOG");
+      value_log != nullptr && std::string_view(value_log) == "1") {
+    args.push_back("--value-log");
+  }
+  args.push_back(root_);
   std::vector<char*> argv;
   for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);

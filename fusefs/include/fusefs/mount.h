@@ -68,6 +68,11 @@ struct MountOptions {
   std::uint64_t space_reserve_bytes = 256 << 20;
   // The engine's block cache. Default: 256 MiB.
   std::uint64_t block_cache_bytes = 256 << 20;
+  // Chunks of 512 bytes and more go to the engine's value log (docs/formats/vlog.md): written
+  // once, never rewritten by compactions. Off by default until `cascadefs gc` reclaims the
+  // chunks of deleted files (issue 8): without it a store full of value logs has nothing a
+  // delete frees, while the LSM alone frees compaction's slack. Default: false.
+  bool value_log = false;
   // Log lines (engine recovery, damaged records, the unmount). Called from any thread.
   std::function<void(std::string_view)> log;
 };
