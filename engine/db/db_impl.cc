@@ -1479,7 +1479,7 @@ io::Task<Status> DBImpl::CompactOnce(int forced_level) {
 
 // ---- value-log GC ----
 
-std::uint64_t DBImpl::PickVlogForGcLocked() const {
+std::uint64_t DBImpl::PickVlogForGcLocked(double garbage_ratio) const {
   const std::shared_ptr<const Version> version = versions_->current();
   std::uint64_t best = 0;
   double best_ratio = 0;
@@ -1491,7 +1491,7 @@ std::uint64_t DBImpl::PickVlogForGcLocked() const {
     if (collecting) continue;
     const double ratio = static_cast<double>(file.garbage_bytes) /
                          static_cast<double>(file.size_bytes - kVlogFileHeaderBytes);
-    if (ratio >= options_.vlog_gc_garbage_ratio && ratio > best_ratio) {
+    if (ratio >= garbage_ratio && ratio > best_ratio) {
       best = number;
       best_ratio = ratio;
     }
@@ -1504,7 +1504,7 @@ void DBImpl::MaybeScheduleVlogGcLocked() {
       shutting_down_.load(std::memory_order_acquire) || vlog_ == nullptr) {
     return;
   }
-  if (PickVlogForGcLocked() == 0) return;
+  if (PickVlogForGcLocked(options_.vlog_gc_garbage_ratio) == 0) return;
   vlog_gc_scheduled_ = true;
   scheduler_->Spawn(BackgroundVlogGc(), io::Priority::kBackground);
 }
@@ -1513,7 +1513,7 @@ io::Task<void> DBImpl::BackgroundVlogGc() {
   std::uint64_t number = 0;
   {
     std::lock_guard guard(mutex_);
-    number = PickVlogForGcLocked();
+    number = PickVlogForGcLocked(options_.vlog_gc_garbage_ratio);
   }
   Status status;
   // GCC 12: never co_await inside ?: (it miscompiles the temporaries).
@@ -1653,13 +1653,14 @@ io::Task<Status> DBImpl::CollectVlogFile(std::uint64_t number) {
   co_return Status::OK();
 }
 
-Result<std::uint64_t> DBImpl::RunVlogGcForTest() {
+Result<std::uint64_t> DBImpl::RunVlogGcForTest(double garbage_ratio) {
+  if (garbage_ratio < 0) garbage_ratio = options_.vlog_gc_garbage_ratio;
   std::uint64_t collected = 0;
   for (;;) {
     std::unique_lock lock(mutex_);
     while (vlog_gc_scheduled_ && !closed_) background_changed_.WaitBlocking(lock);
     if (closed_) return Status::InvalidArgument(dir_ + ": store is closed");
-    const std::uint64_t number = PickVlogForGcLocked();
+    const std::uint64_t number = PickVlogForGcLocked(garbage_ratio);
     if (number == 0) break;
     vlog_gc_scheduled_ = true;
     lock.unlock();

@@ -100,10 +100,10 @@ class DBImpl final : public DB {
   // automatic one), and waits for it. OK when the level is empty. For tests, which shape the
   // tree with it. REQUIRES: 0 <= level < kNumLevels - 1; not on an IO thread.
   Status CompactLevelForTest(int level);
-  // Collects every value-log file at or above vlog_gc_garbage_ratio now, one after another,
-  // and deletes those no reader can reach; returns how many files it collected. For tests.
-  // REQUIRES: not on an IO thread.
-  Result<std::uint64_t> RunVlogGcForTest();
+  // Collects every value-log file at or above `garbage_ratio` (negative: the option
+  // vlog_gc_garbage_ratio) now, one after another, and deletes those no reader can reach;
+  // returns how many files it collected. For tests. REQUIRES: not on an IO thread.
+  Result<std::uint64_t> RunVlogGcForTest(double garbage_ratio = -1);
   io::Scheduler* scheduler() const override { return scheduler_; }
 
  private:
@@ -226,8 +226,8 @@ class DBImpl final : public DB {
   io::Task<void> DeleteObsoleteFiles();
 
   // ---- value-log GC (docs/formats/vlog.md, "GC") ----
-  // The finished value-log file with the most garbage at or above the ratio, or 0.
-  std::uint64_t PickVlogForGcLocked() const;
+  // The finished value-log file with the most garbage at or above `garbage_ratio`, or 0.
+  std::uint64_t PickVlogForGcLocked(double garbage_ratio) const;
   // Spawns a GC task when none runs and a file qualifies.
   void MaybeScheduleVlogGcLocked();
   io::Task<void> BackgroundVlogGc();
