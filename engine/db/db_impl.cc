@@ -1545,7 +1545,8 @@ io::Task<Status> DBImpl::CollectVlogFile(std::uint64_t number) {
     std::string key;
     std::string value;
   };
-  std::uint64_t offset = 0;  // 0: start at the header
+  std::uint64_t offset = kVlogFileHeaderBytes;
+  bool header_checked = false;
   while (offset < end) {
     if (shutting_down_.load(std::memory_order_acquire)) {
       co_return Status::Cancelled("value-log GC: the store is closing");
@@ -1563,10 +1564,11 @@ io::Task<Status> DBImpl::CollectVlogFile(std::uint64_t number) {
           records.push_back({pointer, std::string(record.key), std::string(record.value)});
           return Status::OK();
         },
-        &next, offset, kVlogGcStepBytes);
+        &next, header_checked ? offset : 0, kVlogGcStepBytes);
+    header_checked = true;
     if (!scanned.ok()) co_return scanned.WithContext(path);
-    if (next <= offset || records.empty()) break;  // the valid records end here
-    const std::uint64_t step_bytes = next - std::max(offset, kVlogFileHeaderBytes);
+    if (next <= offset) break;  // a record that does not decode: checked below
+    const std::uint64_t step_bytes = next - offset;
     offset = next;
 
     // Live: the newest entry of the key is a pointer to exactly this record. Rewrite those
@@ -1626,6 +1628,12 @@ io::Task<Status> DBImpl::CollectVlogFile(std::uint64_t number) {
         (void)co_await io::Sleep(std::chrono::milliseconds(10));
       }
     }
+  }
+  if (offset < end) {
+    // A damaged record: the values after it cannot be moved, so the file stays (fsck names it).
+    co_return Status::Corruption(path + ": value-log GC stopped at offset " +
+                                 std::to_string(offset) + ", a record that does not decode; " +
+                                 "the file is left as it is");
   }
   // Every live value has a newer version elsewhere. Flush, so that no WAL record a crash
   // could replay names this file, then drop it from the manifest.

@@ -330,20 +330,22 @@ io::Task<Status> ValueLog::SyncTo(VlogPosition position) {
   for (;;) {
     if (!error_.ok()) co_return error_;
     auto it = files_.find(position.file_number);
+    // Rolled files up to the position's are durable once their finish (footer, sync) is done.
+    const bool older_finishing = FinishPendingThroughLocked(position.file_number);
     // A file no longer open was finished: its footer's sync covered it.
     if (it == files_.end()) {
-      if (finishes_pending_ == 0) co_return Status::OK();
+      if (!older_finishing) co_return Status::OK();
       co_await changed_.Wait(lock);
       continue;
     }
     std::shared_ptr<File> file = it->second;
-    if (file->synced >= position.offset && finishes_pending_ == 0) co_return Status::OK();
+    if (file->synced >= position.offset && !older_finishing) co_return Status::OK();
     if (file->written < position.offset) {
       IssueBufferLocked(file);
       co_await changed_.Wait(lock);
       continue;
     }
-    if (finishes_pending_ > 0 || sync_running_) {
+    if (older_finishing || sync_running_) {
       KickLocked();
       co_await changed_.Wait(lock);
       continue;
@@ -365,6 +367,14 @@ io::Task<Status> ValueLog::SyncTo(VlogPosition position) {
     }
     changed_.NotifyAll();
   }
+}
+
+bool ValueLog::FinishPendingThroughLocked(std::uint64_t number) const {
+  if (finishes_pending_ == 0) return false;
+  // Bounded by the queue (unwritten_bytes_max / buffer_bytes chunks, plus finishes).
+  return std::any_of(queue_.begin(), queue_.end(), [number](const Chunk& chunk) {
+    return chunk.finish && chunk.file->number <= number;
+  });
 }
 
 io::Task<Result<std::shared_ptr<RandomAccessFile>>> ValueLog::Reader(std::uint64_t number) {

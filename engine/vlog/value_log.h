@@ -11,9 +11,9 @@
 // buffer, in a queued chunk, or in the file.
 //
 // Durability: SyncTo(position) waits until every chunk before the position is written and
-// every rolled file's footer is synced, then fdatasyncs the current file (callers at the same
-// time share one sync). The DB calls it before it syncs the WAL, and before a flush's manifest
-// edit, so no durable WAL record or SST names bytes that are not durable.
+// the footer of every file rolled before it is synced, then fdatasyncs the current file (callers at
+// the same time share one sync). The DB calls it before it syncs the WAL, and before a flush's
+// manifest edit, so no durable WAL record or SST names bytes that are not durable.
 //
 // Invariants:
 //  1. For each open file: [0, written) is in the file; [written, appended - buffer.size())
@@ -171,6 +171,8 @@ class ValueLog {
   void IssueBufferLocked(const std::shared_ptr<File>& file);
   void RollLocked();
   void KickLocked();
+  // True while a rolled file numbered at most `number` waits for its footer and sync.
+  bool FinishPendingThroughLocked(std::uint64_t number) const;
   io::Task<Result<std::shared_ptr<RandomAccessFile>>> Reader(std::uint64_t number);
   // The end of `number`'s valid bytes, or 0 when the file is unknown. REQUIRES: mutex_ held.
   std::uint64_t ValidEndLocked(std::uint64_t number) const;
