@@ -946,7 +946,7 @@ std::unique_ptr<Iterator> DBImpl::NewIterator(const ReadOptions& options) {
   if (super_version == nullptr) {
     children.push_back(NewEmptyIterator(Status::InvalidArgument(dir_ + ": store is closed")));
     return NewDBIterator(NewMergingIterator(std::move(children)), sequence, scheduler_, nullptr,
-                         nullptr);
+                         nullptr, false);
   }
   children.push_back(super_version->mem->NewIterator());
   if (super_version->imm != nullptr) children.push_back(super_version->imm->NewIterator());
@@ -963,19 +963,16 @@ std::unique_ptr<Iterator> DBImpl::NewIterator(const ReadOptions& options) {
           }));
     }
   }
-  ValueResolver resolver;
-  if (options.iterator_values) {
-    // The iterator is destroyed before the store (REQUIRES of NewIterator).
-    resolver = [this](std::string_view key,
-                      std::string_view pointer) -> io::Task<Result<std::string>> {
-      std::string value(pointer);
-      Status status = co_await ResolvePointer(key, &value);
-      if (!status.ok()) co_return status;
-      co_return value;
-    };
-  }
+  // The iterator is destroyed before the store (REQUIRES of NewIterator).
+  ValueResolver resolver = [this](std::string_view key,
+                                  std::string_view pointer) -> io::Task<Result<std::string>> {
+    std::string value(pointer);
+    Status status = co_await ResolvePointer(key, &value);
+    if (!status.ok()) co_return status;
+    co_return value;
+  };
   return NewDBIterator(NewMergingIterator(std::move(children)), sequence, scheduler_, super_version,
-                       std::move(resolver));
+                       std::move(resolver), !options.iterator_values);
 }
 
 const Snapshot* DBImpl::GetSnapshot() {

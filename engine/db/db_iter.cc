@@ -13,12 +13,13 @@ namespace {
 class DBIter final : public Iterator {
  public:
   DBIter(std::unique_ptr<InternalIterator> inner, SequenceNumber sequence, io::Scheduler* scheduler,
-         std::shared_ptr<const void> keep_alive, ValueResolver resolver)
+         std::shared_ptr<const void> keep_alive, ValueResolver resolver, bool lazy_values)
       : keep_alive_(std::move(keep_alive)),
         inner_(std::move(inner)),
         sequence_(sequence),
         scheduler_(scheduler),
-        resolver_(std::move(resolver)) {}
+        resolver_(std::move(resolver)),
+        lazy_values_(lazy_values) {}
 
   ~DBIter() override {
     inner_.reset();  // before keep_alive_: the stream reads what it holds
@@ -121,6 +122,22 @@ class DBIter final : public Iterator {
   void Next() override { scheduler_->BlockOn(NextAsync()); }
   void Prev() override { scheduler_->BlockOn(PrevAsync()); }
 
+  io::Task<bool> PrepareValueAsync() override {
+    CFS_ASSERT(valid_);
+    if (!separated_ || prepared_) co_return true;
+    if (!resolver_) co_return false;
+    Result<std::string> value = co_await resolver_(pending_key_, pending_pointer_);
+    if (!value.ok()) {
+      status_ = value.status();
+      valid_ = false;
+      co_return false;
+    }
+    resolved_value_ = std::move(value).value();
+    prepared_ = true;
+    co_return true;
+  }
+  bool PrepareValue() override { return scheduler_->BlockOn(PrepareValueAsync()); }
+
  private:
   enum class Direction { kForward, kReverse };
 
@@ -128,22 +145,21 @@ class DBIter final : public Iterator {
     saved_key_.clear();
     saved_value_.clear();
     separated_ = false;
+    prepared_ = false;
     resolved_value_.clear();
   }
 
-  // The entry just landed on is visible and holds a pointer: read its value (or, without a
-  // resolver, show an empty value). On error the iterator becomes invalid with the status.
+  // The entry just landed on is visible and holds a pointer: read its value now, or (lazy)
+  // keep the pointer for PrepareValue and show an empty value. On error the iterator becomes
+  // invalid with the status.
   io::Task<void> ResolveSeparated(std::string_view user_key, std::string_view pointer) {
     separated_ = true;
+    prepared_ = false;
     resolved_value_.clear();
-    if (!resolver_) co_return;
-    Result<std::string> value = co_await resolver_(user_key, pointer);
-    if (!value.ok()) {
-      status_ = value.status();
-      valid_ = false;
-      co_return;
-    }
-    resolved_value_ = std::move(value).value();
+    pending_key_.assign(user_key);
+    pending_pointer_.assign(pointer);
+    if (lazy_values_) co_return;
+    (void)co_await PrepareValueAsync();
   }
 
   // False (and invalid) when the inner stream failed.
@@ -238,8 +254,12 @@ class DBIter final : public Iterator {
   const SequenceNumber sequence_;
   io::Scheduler* const scheduler_;
   const ValueResolver resolver_;
+  const bool lazy_values_;
   Direction direction_ = Direction::kForward;
-  bool separated_ = false;  // value() is resolved_value_ (the entry held a pointer)
+  bool separated_ = false;       // value() is resolved_value_ (the entry held a pointer)
+  bool prepared_ = false;        // resolved_value_ holds the value
+  std::string pending_key_;      // the separated entry's user key and pointer, for
+  std::string pending_pointer_;  // PrepareValue
   std::string resolved_value_;
   bool valid_ = false;
   std::string saved_key_;
@@ -252,9 +272,9 @@ class DBIter final : public Iterator {
 std::unique_ptr<Iterator> NewDBIterator(std::unique_ptr<InternalIterator> inner,
                                         SequenceNumber sequence, io::Scheduler* scheduler,
                                         std::shared_ptr<const void> keep_alive,
-                                        ValueResolver resolver) {
+                                        ValueResolver resolver, bool lazy_values) {
   return std::make_unique<DBIter>(std::move(inner), sequence, scheduler, std::move(keep_alive),
-                                  std::move(resolver));
+                                  std::move(resolver), lazy_values);
 }
 
 }  // namespace cascadefs::engine

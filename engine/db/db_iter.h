@@ -11,8 +11,8 @@
 //
 // Separated values (ValueType::kValuePointer): when the iterator lands on a visible entry
 // whose value is a pointer, it reads the value through `resolver` before the move returns (only
-// visible entries are read, never hidden versions); without a resolver value() is empty for
-// them (a key scan reads no value-log record).
+// visible entries are read, never hidden versions); with `lazy_values`, only PrepareValue reads
+// it and value() is empty until then (a key scan reads no value-log record).
 //
 // Thread safety: one caller at a time (Iterator's contract).
 #pragma once
@@ -41,6 +41,6 @@ using ValueResolver = std::function<io::Task<Result<std::string>>(std::string_vi
 std::unique_ptr<Iterator> NewDBIterator(std::unique_ptr<InternalIterator> inner,
                                         SequenceNumber sequence, io::Scheduler* scheduler,
                                         std::shared_ptr<const void> keep_alive,
-                                        ValueResolver resolver);
+                                        ValueResolver resolver, bool lazy_values);
 
 }  // namespace cascadefs::engine

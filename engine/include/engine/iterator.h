@@ -50,6 +50,14 @@ class Iterator {
   virtual void SeekForPrev(std::string_view target) = 0;
   virtual void Next() = 0;
   virtual void Prev() = 0;
+
+  // Lazy values (ReadOptions::iterator_values false): a value kept in the value log is read
+  // only here; until then value() is empty. True when value() holds the entry's value (always,
+  // for values kept in the LSM and for iterators that read values as they move); false on an
+  // error, which also makes the iterator invalid (status()). REQUIRES: Valid().
+  virtual io::Task<bool> PrepareValueAsync() = 0;
+  // Blocking form. REQUIRES: not on an IO thread of the store's scheduler.
+  virtual bool PrepareValue() = 0;
 };
 
 }  // namespace cascadefs::engine

@@ -164,8 +164,10 @@ struct Options {
 struct ReadOptions {
   // Read as of this snapshot (GetSnapshot); null reads the latest state. Default: null.
   const Snapshot* snapshot = nullptr;
-  // Iterators only: when false, value() of a value kept in the value log is empty and the
-  // iterator reads no value-log record (a scan of keys). Default: true.
+  // Iterators only. True: a value kept in the value log is read when the iterator lands on its
+  // entry (hidden versions are never read). False: it is read only by PrepareValue, value() is
+  // empty until then, so a scan of keys reads no value-log record (RocksDB's
+  // allow_unprepared_value). Default: true.
   bool iterator_values = true;
 };
 
