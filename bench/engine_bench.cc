@@ -4,7 +4,9 @@
 // Workloads (db_bench's meanings): fillseq writes keys 0..N-1 in order into a fresh store;
 // fillrandom writes N uniformly random keys of [0, N) into a fresh store; overwrite writes N
 // random keys into the current store; readrandom reads N random keys of [0, N); readseq
-// iterates the whole store. A read without a fill before it in the same run first fills the
+// iterates the whole store; readwhilewriting reads min(N, 1,000,000) random keys from one
+// thread while another overwrites random keys as fast as it can (the row is the reads; the
+// writer's rate is in its options). A read without a fill before it in the same run first fills the
 // store with fillseq, untimed (stated on stderr). Keys are 16 bytes ("%016llu"); values are
 // --value-size bytes of half-compressible data generated once (db_bench's RandomGenerator
 // idea: each run of bytes is half random, half a repeat).
@@ -18,6 +20,9 @@
 // scheduler awaiting GetAsync (how code on our runtime reads), and `cascade-blocking` with
 // the blocking API from one thread (one scheduler hop per read that reaches an SST).
 //
+// After a timed fill or overwrite, cascade's row carries "store": its write and space
+// amplification, files per level and value-log figures (the engine's own accounting, taken
+// when the workload ends; compactions may still be running).
 // Rows: {system, workload, ops_per_sec, mb_per_sec, p50_us, p99_us, num, value_size, found,
 // seconds, options}; with --json one per line on stdout, else a table.
 // Errors: one line "engine_bench: <system>: <cause>" on stderr, exit 1.
@@ -34,6 +39,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +48,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -171,6 +178,8 @@ class Engine {
   }
   // The system name of the blocking-API read rows.
   virtual std::string blocking_read_name() const { return name(); }
+  // The store's own figures after a write workload (empty when the engine offers none here).
+  virtual nlohmann::ordered_json StoreReport() const { return nlohmann::ordered_json(); }
 };
 
 class RocksEngine final : public Engine {
@@ -359,6 +368,24 @@ class CascadeEngine final : public Engine {
     Status status = db_->Put(engine::WriteOptions{}, key, value);
     if (!status.ok()) Fail(name(), status.ToString());
   }
+  nlohmann::ordered_json StoreReport() const override {
+    const engine::DbStats stats = db_->stats();
+    const std::vector<engine::LevelStats> levels = db_->GetLevelStats();
+    nlohmann::ordered_json o;
+    o["write_amplification"] = std::round(engine::WriteAmplification(stats) * 1000) / 1000;
+    o["space_amplification"] =
+        std::round(engine::SpaceAmplification(levels, stats.vlog_bytes, stats.vlog_garbage_bytes) *
+                   1000) /
+        1000;
+    nlohmann::ordered_json files = nlohmann::ordered_json::array();
+    for (const engine::LevelStats& level : levels) files.push_back(level.files);
+    o["files_per_level"] = files;
+    o["compactions"] = stats.compactions;
+    o["write_stalls"] = stats.write_stalls;
+    o["vlog_files"] = stats.vlog_files;
+    o["vlog_mib"] = std::round(static_cast<double>(stats.vlog_bytes) / 1048576.0 * 10) / 10;
+    return o;
+  }
   bool Get(const std::string& key, std::string* value) override {
     Status status = db_->Get(engine::ReadOptions{}, key, value);
     if (status.IsNotFound()) return false;
@@ -514,9 +541,11 @@ void RunEngine(Engine& engine, const Config& config, const std::string& base_dir
     }
     const double seconds = SecondsSince(start);
     if (timed) {
-      Emit(Summarize(engine.name(), workload, std::move(latencies), seconds, bytes_per_op,
-                     engine.options()),
-           config);
+      Row row = Summarize(engine.name(), workload, std::move(latencies), seconds, bytes_per_op,
+                          engine.options());
+      const nlohmann::ordered_json store = engine.StoreReport();
+      if (!store.is_null()) row.options["store"] = store;
+      Emit(row, config);
     }
     filled = true;
   };
@@ -536,6 +565,45 @@ void RunEngine(Engine& engine, const Config& config, const std::string& base_dir
     }
     if (workload == "overwrite") {
       fill(workload, false, true);
+    } else if (workload == "readwhilewriting") {
+      constexpr std::uint64_t kReadsMax = 1'000'000;
+      std::vector<std::uint64_t> keys(std::min(config.num, kReadsMax));
+      for (auto& key : keys) key = rng() % config.num;
+      std::atomic<bool> stop{false};
+      std::atomic<std::uint64_t> writes{0};
+      std::thread writer([&] {
+        ValueSource values(config.value_size);
+        std::mt19937_64 writer_rng(99);
+        while (!stop.load(std::memory_order_relaxed)) {
+          engine.Put(KeyOf(writer_rng() % config.num), values.Next());
+          writes.fetch_add(1, std::memory_order_relaxed);
+        }
+      });
+      std::vector<std::uint32_t> latencies;
+      latencies.reserve(keys.size());
+      std::uint64_t found = 0;
+      std::string value;
+      const auto start = Clock::now();
+      for (std::uint64_t n : keys) {
+        const std::string key = KeyOf(n);
+        const auto op_start = Clock::now();
+        found += engine.Get(key, &value) ? 1 : 0;
+        latencies.push_back(NanosSince(op_start));
+      }
+      const double seconds = SecondsSince(start);
+      stop.store(true);
+      writer.join();
+      Row row = Summarize(engine.blocking_read_name(), workload, std::move(latencies), seconds,
+                          bytes_per_op, engine.options());
+      if (auto* cascade = dynamic_cast<CascadeEngine*>(&engine)) {
+        row.options = cascade->blocking_options();
+      }
+      row.options["writer"] = "one thread overwriting random keys during the reads";
+      row.options["writer_ops_per_sec"] = std::round(static_cast<double>(writes.load()) / seconds);
+      const nlohmann::ordered_json store = engine.StoreReport();
+      if (!store.is_null()) row.options["store"] = store;
+      row.found = found;
+      Emit(row, config);
     } else if (workload == "readrandom") {
       std::vector<std::uint64_t> keys(config.num);
       for (auto& key : keys) key = rng() % config.num;
@@ -591,7 +659,8 @@ int main(int argc, char** argv) {
   std::string workloads = "fillseq,fillrandom,readrandom,readseq,overwrite";
   CLI::App app{"engine_bench: db_bench-style workloads on cascade, RocksDB and LevelDB"};
   app.add_option("--engines", engines, "cascade,rocksdb,rocksdb-blob,leveldb");
-  app.add_option("--workloads", workloads, "fillseq,fillrandom,readrandom,readseq,overwrite");
+  app.add_option("--workloads", workloads,
+                 "fillseq,fillrandom,readrandom,readseq,overwrite,readwhilewriting");
   app.add_option("--num", config.num, "operations per workload")->check(CLI::Range(1, 1 << 30));
   app.add_option("--value-size", config.value_size, "bytes per value")
       ->check(CLI::Range(1, 1 << 20));
