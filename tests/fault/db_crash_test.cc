@@ -64,6 +64,7 @@ class DbCrashTest : public ::testing::Test {
     options_.wal_segment_size_bytes = 64 << 10;
     options_.wal_buffer_size_bytes = 700;
     options_.block_size_bytes = 512;
+    // CFS_TEST_LOG set: the store's log lines go to stderr, to follow a failing seed.
     if (std::getenv("CFS_TEST_LOG") != nullptr) {
       options_.info_log = [](std::string_view line) {
         std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
