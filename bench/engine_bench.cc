@@ -527,6 +527,10 @@ void RunEngine(Engine& engine, const Config& config, const std::string& base_dir
     engine.Open(path);
     open = true;
   };
+  auto attach_store_report = [&](Row* row) {
+    const nlohmann::ordered_json store = engine.StoreReport();
+    if (!store.is_null()) row->options["store"] = store;
+  };
   auto fill = [&](const std::string& workload, bool sequential, bool timed) {
     ValueSource values(config.value_size);
     std::vector<std::uint32_t> latencies;
@@ -543,11 +547,32 @@ void RunEngine(Engine& engine, const Config& config, const std::string& base_dir
     if (timed) {
       Row row = Summarize(engine.name(), workload, std::move(latencies), seconds, bytes_per_op,
                           engine.options());
-      const nlohmann::ordered_json store = engine.StoreReport();
-      if (!store.is_null()) row.options["store"] = store;
+      attach_store_report(&row);
       Emit(row, config);
     }
     filled = true;
+  };
+  // Reads `keys` with the engine's blocking API from this thread: one row.
+  auto blocking_reads = [&](const std::string& workload, const std::vector<std::uint64_t>& keys) {
+    std::vector<std::uint32_t> latencies;
+    latencies.reserve(keys.size());
+    std::uint64_t found = 0;
+    std::string value;
+    const auto start = Clock::now();
+    for (std::uint64_t n : keys) {
+      const std::string key = KeyOf(n);
+      const auto op_start = Clock::now();
+      found += engine.Get(key, &value) ? 1 : 0;
+      latencies.push_back(NanosSince(op_start));
+    }
+    const double seconds = SecondsSince(start);
+    Row row = Summarize(engine.blocking_read_name(), workload, std::move(latencies), seconds,
+                        bytes_per_op, engine.options());
+    if (auto* cascade = dynamic_cast<CascadeEngine*>(&engine)) {
+      row.options = cascade->blocking_options();
+    }
+    row.found = found;
+    return row;
   };
   for (const std::string& workload : config.workloads) {
     if (workload == "fillseq" || workload == "fillrandom") {
@@ -579,54 +604,19 @@ void RunEngine(Engine& engine, const Config& config, const std::string& base_dir
           writes.fetch_add(1, std::memory_order_relaxed);
         }
       });
-      std::vector<std::uint32_t> latencies;
-      latencies.reserve(keys.size());
-      std::uint64_t found = 0;
-      std::string value;
-      const auto start = Clock::now();
-      for (std::uint64_t n : keys) {
-        const std::string key = KeyOf(n);
-        const auto op_start = Clock::now();
-        found += engine.Get(key, &value) ? 1 : 0;
-        latencies.push_back(NanosSince(op_start));
-      }
-      const double seconds = SecondsSince(start);
+      Row row = blocking_reads(workload, keys);
       stop.store(true);
       writer.join();
-      Row row = Summarize(engine.blocking_read_name(), workload, std::move(latencies), seconds,
-                          bytes_per_op, engine.options());
-      if (auto* cascade = dynamic_cast<CascadeEngine*>(&engine)) {
-        row.options = cascade->blocking_options();
-      }
       row.options["writer"] = "one thread overwriting random keys during the reads";
-      row.options["writer_ops_per_sec"] = std::round(static_cast<double>(writes.load()) / seconds);
-      const nlohmann::ordered_json store = engine.StoreReport();
-      if (!store.is_null()) row.options["store"] = store;
-      row.found = found;
+      row.options["writer_ops_per_sec"] =
+          std::round(static_cast<double>(writes.load()) / row.seconds);
+      attach_store_report(&row);
       Emit(row, config);
     } else if (workload == "readrandom") {
       std::vector<std::uint64_t> keys(config.num);
       for (auto& key : keys) key = rng() % config.num;
       for (const Row& row : engine.ExtraReadRows(workload, keys, bytes_per_op)) Emit(row, config);
-      std::vector<std::uint32_t> latencies;
-      latencies.reserve(config.num);
-      std::uint64_t found = 0;
-      std::string value;
-      const auto start = Clock::now();
-      for (std::uint64_t n : keys) {
-        const std::string key = KeyOf(n);
-        const auto op_start = Clock::now();
-        found += engine.Get(key, &value) ? 1 : 0;
-        latencies.push_back(NanosSince(op_start));
-      }
-      const double seconds = SecondsSince(start);
-      Row row = Summarize(engine.blocking_read_name(), workload, std::move(latencies), seconds,
-                          bytes_per_op, engine.options());
-      if (auto* cascade = dynamic_cast<CascadeEngine*>(&engine)) {
-        row.options = cascade->blocking_options();
-      }
-      row.found = found;
-      Emit(row, config);
+      Emit(blocking_reads(workload, keys), config);
     } else if (workload == "readseq") {
       std::vector<std::uint64_t> none;
       for (const Row& row : engine.ExtraReadRows(workload, none, bytes_per_op)) Emit(row, config);

@@ -616,7 +616,8 @@ DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, const BatchPla
   EncodeFixed64(record->data(), first);
   // Everything appended to the value log so far: a sync write makes it durable before the
   // WAL, so no durable WAL record (this one or an earlier one) names bytes a crash can lose.
-  *vlog_position = vlog_->AppendedPosition();
+  // Only a sync write needs it (the value log's mutex stays off the other writes' path).
+  if (plan.sync) *vlog_position = vlog_->AppendedPosition();
   Result<WalPosition> appended = wal_->Append(*record);
   if (!appended.ok()) {
     if (appended.status().code() == Status::Code::kBusy) return WriteStep::kWaitForWal;
@@ -638,6 +639,7 @@ DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, const BatchPla
 
 Status DBImpl::Write(const WriteOptions& options, const WriteBatch& batch) {
   BatchPlan plan;
+  plan.sync = options.sync;
   CFS_RETURN_IF_ERROR(PlanBatch(batch, &plan));
   WalPosition position;
   VlogPosition vlog_position;
@@ -722,6 +724,7 @@ bool DBImpl::ConditionHoldsLocked(const WriteCondition& condition) const {
 io::Task<Status> DBImpl::WriteAsyncImpl(const WriteOptions& options, const WriteBatch& batch,
                                         const WriteCondition* condition) {
   BatchPlan plan;
+  plan.sync = options.sync;
   CFS_CO_RETURN_IF_ERROR(PlanBatch(batch, &plan));
   WalPosition position;
   VlogPosition vlog_position;

@@ -142,6 +142,7 @@ class DBImpl final : public DB {
   // What Write learns about a batch before it takes the mutex.
   struct BatchPlan {
     std::size_t separated_bytes = 0;  // value-log record bytes of its large values
+    bool sync = false;                // WriteOptions::sync: the value-log position is needed
   };
 
   io::Task<Status> OpenAsync();

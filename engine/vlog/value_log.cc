@@ -253,14 +253,18 @@ void ValueLog::KickLocked() {
   env_->scheduler()->Spawn(WriteLoop(), io::Priority::kForeground);
 }
 
-void ValueLog::RollLocked() {
-  IssueBufferLocked(current_);
+void ValueLog::FinishLocked(const std::shared_ptr<File>& file) {
+  IssueBufferLocked(file);
   Chunk finish;
-  finish.file = current_;
+  finish.file = file;
   finish.finish = true;
   queue_.push_back(std::move(finish));
-  ++finishes_pending_;
+  ++finishes_pending_;  // invariant 3
   KickLocked();
+}
+
+void ValueLog::RollLocked() {
+  FinishLocked(current_);
   current_ = std::move(prepared_);
   files_[current_->number] = current_;
   preparing_ = true;
@@ -459,13 +463,7 @@ io::Task<Status> ValueLog::Close() {
     empty = current_;
     files_.erase(current_->number);
   } else if (current_ != nullptr) {
-    IssueBufferLocked(current_);
-    Chunk finish;
-    finish.file = current_;
-    finish.finish = true;
-    queue_.push_back(std::move(finish));
-    ++finishes_pending_;
-    KickLocked();
+    FinishLocked(current_);
   }
   while (loop_running_ || preparing_ || sync_running_) co_await changed_.Wait(lock);
   Status status = error_;

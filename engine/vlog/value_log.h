@@ -169,6 +169,8 @@ class ValueLog {
   io::Task<void> PrepareNext();
   io::Task<void> WriteLoop();
   void IssueBufferLocked(const std::shared_ptr<File>& file);
+  // Queues `file`'s buffer, then its finish item (footer, sync, close).
+  void FinishLocked(const std::shared_ptr<File>& file);
   void RollLocked();
   void KickLocked();
   // True while a rolled file numbered at most `number` waits for its footer and sync.
