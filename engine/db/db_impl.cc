@@ -586,6 +586,12 @@ DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, const BatchPla
     return WriteStep::kDelay;
   }
   if (mem_->ApproximateMemoryUsage() >= options_.write_buffer_size_bytes) {
+    if (imm_ != nullptr && !flush_no_space_.ok()) {
+      // The flush that would make room waits for disk space: fail this write now (it changed
+      // nothing) rather than hold it until space appears.
+      *status = flush_no_space_;
+      return WriteStep::kFailed;
+    }
     if (imm_ != nullptr) return WriteStep::kWaitForFlush;
     const WriteStep step = SwitchMemTableLocked(status);
     if (step != WriteStep::kDone) return step;
@@ -655,7 +661,9 @@ Status DBImpl::Write(const WriteOptions& options, const WriteBatch& batch) {
     if (step == WriteStep::kWaitForFlush) {
       const auto start = std::chrono::steady_clock::now();
       counters_.write_stalls.fetch_add(1, std::memory_order_relaxed);
-      while (imm_ != nullptr && bg_error_.ok() && !closed_) background_changed_.WaitBlocking(lock);
+      while (imm_ != nullptr && bg_error_.ok() && flush_no_space_.ok() && !closed_) {
+        background_changed_.WaitBlocking(lock);
+      }
       counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
       continue;
     }
@@ -741,7 +749,7 @@ io::Task<Status> DBImpl::WriteAsyncImpl(const WriteOptions& options, const Write
     if (step == WriteStep::kWaitForFlush) {
       const auto start = std::chrono::steady_clock::now();
       counters_.write_stalls.fetch_add(1, std::memory_order_relaxed);
-      while (imm_ != nullptr && bg_error_.ok() && !closed_) {
+      while (imm_ != nullptr && bg_error_.ok() && flush_no_space_.ok() && !closed_) {
         co_await background_changed_.Wait(lock);
       }
       counters_.write_stall_micros.fetch_add(MicrosSince(start), std::memory_order_relaxed);
@@ -1006,9 +1014,30 @@ void DBImpl::ScheduleFlushLocked() {
 }
 
 io::Task<void> DBImpl::BackgroundFlush() {
-  Status status = co_await FlushImmutable();
+  bool table_out_of_space = false;
+  Status status = co_await FlushImmutable(&table_out_of_space);
+  // A full disk while writing the table is not the store's fault: the table was removed, the
+  // memtable stays and its records stay in the WAL, and the flush is tried again after a
+  // pause, once deletes, compaction or another process have freed space. Writers that need
+  // the memtable's room wait meanwhile; writes that fit the current memtable (deletes) go on.
+  // Only a shutdown ends the retries, and then the error is the store's: the next open
+  // replays the records from the WAL.
+  while (table_out_of_space && !shutting_down_.load(std::memory_order_acquire)) {
+    counters_.flushes_failed_no_space.fetch_add(1, std::memory_order_relaxed);
+    Log(dir_ + ": flush: " + status.ToString() + " (retried in " +
+        std::to_string(kNoSpaceRetryMs) + " ms)");
+    {
+      std::lock_guard guard(mutex_);
+      flush_no_space_ = status.WithContext(dir_ + ": flush");
+      background_changed_.NotifyAll();  // writers waiting for the memtable's room fail now
+    }
+    co_await WaitBeforeNoSpaceRetry();
+    if (shutting_down_.load(std::memory_order_acquire)) break;
+    status = co_await FlushImmutable(&table_out_of_space);
+  }
   std::lock_guard guard(mutex_);
   flush_scheduled_ = false;
+  flush_no_space_ = Status::OK();
   if (!status.ok()) {
     RecordBackgroundErrorLocked(status.WithContext(dir_ + ": flush"));
   } else {
@@ -1022,7 +1051,8 @@ io::Task<void> DBImpl::BackgroundFlush() {
   background_changed_.NotifyAll();
 }
 
-io::Task<Status> DBImpl::FlushImmutable() {
+io::Task<Status> DBImpl::FlushImmutable(bool* table_out_of_space) {
+  *table_out_of_space = false;
   MemTable* imm = nullptr;
   std::uint64_t next_log_number = 0;
   std::vector<SequenceNumber> snapshots;
@@ -1036,7 +1066,11 @@ io::Task<Status> DBImpl::FlushImmutable() {
   CFS_ASSERT(imm != nullptr);  // invariant 2
   FileMetaData meta;
   std::map<std::uint64_t, VlogGarbage> garbage;
-  CFS_CO_RETURN_IF_ERROR(co_await WriteLevel0Table(imm, &meta, snapshots, &garbage));
+  Status written = co_await WriteLevel0Table(imm, &meta, snapshots, &garbage);
+  if (!written.ok()) {
+    *table_out_of_space = written.IsNoSpace();
+    co_return written;
+  }
   // The SST may name any value-log record appended so far: those are durable, and their files
   // in the manifest, before the edit that makes the SST live.
   CFS_CO_RETURN_IF_ERROR(co_await vlog_->SyncTo(vlog_->AppendedPosition()));
@@ -1157,6 +1191,10 @@ DBImpl::WriteStep DBImpl::StartFlushLocked(std::uint64_t* wait_for_flushes, Stat
     *status = bg_error_;
     return WriteStep::kFailed;
   }
+  if (imm_ != nullptr && !flush_no_space_.ok()) {
+    *status = flush_no_space_;
+    return WriteStep::kFailed;
+  }
   if (imm_ != nullptr) return WriteStep::kWaitForFlush;
   if (mem_->num_entries() == 0) {
     *wait_for_flushes = flushes_completed_;  // nothing to write
@@ -1183,8 +1221,11 @@ Status DBImpl::Flush() {
     scheduler_->BlockOn(wal_->WaitWritable(0));
     lock.lock();
   }
-  while (flushes_completed_ < target && bg_error_.ok() && !closed_) {
+  while (flushes_completed_ < target && bg_error_.ok() && flush_no_space_.ok() && !closed_) {
     background_changed_.WaitBlocking(lock);
+  }
+  if (bg_error_.ok() && flushes_completed_ < target && !flush_no_space_.ok()) {
+    return flush_no_space_;
   }
   return bg_error_;
 }
@@ -1205,8 +1246,11 @@ io::Task<Status> DBImpl::FlushAsync() {
     co_await wal_->WaitWritable(0);
     lock.lock();
   }
-  while (flushes_completed_ < target && bg_error_.ok() && !closed_) {
+  while (flushes_completed_ < target && bg_error_.ok() && flush_no_space_.ok() && !closed_) {
     co_await background_changed_.Wait(lock);
+  }
+  if (bg_error_.ok() && flushes_completed_ < target && !flush_no_space_.ok()) {
+    co_return flush_no_space_;
   }
   co_return bg_error_;
 }
@@ -1274,6 +1318,7 @@ DbStats DBImpl::stats() const {
   out.compaction_micros = counters_.compaction_micros.load(std::memory_order_relaxed);
   out.compactions_failed_no_space =
       counters_.compactions_failed_no_space.load(std::memory_order_relaxed);
+  out.flushes_failed_no_space = counters_.flushes_failed_no_space.load(std::memory_order_relaxed);
   out.obsolete_files_deleted = counters_.obsolete_files_deleted.load(std::memory_order_relaxed);
   out.last_sequence = last_sequence_.load(std::memory_order_relaxed);
   if (wal_) {
@@ -1355,6 +1400,15 @@ io::Task<Status> DBImpl::LogAndApplyExclusive(VersionEdit* edit, bool record_vlo
   co_return status;
 }
 
+io::Task<void> DBImpl::WaitBeforeNoSpaceRetry() {
+  // In steps, so Close is not held up by a whole pause.
+  for (std::uint32_t waited = 0;
+       waited < kNoSpaceRetryMs && !shutting_down_.load(std::memory_order_acquire);
+       waited += kNoSpaceRetryStepMs) {
+    (void)co_await io::Sleep(std::chrono::milliseconds(kNoSpaceRetryStepMs));
+  }
+}
+
 void DBImpl::MaybeScheduleCompactionLocked() {
   if (compaction_scheduled_ || closed_ || super_ == nullptr || !bg_error_.ok() ||
       shutting_down_.load(std::memory_order_acquire)) {
@@ -1376,11 +1430,7 @@ io::Task<void> DBImpl::BackgroundCompaction() {
     counters_.compactions_failed_no_space.fetch_add(1, std::memory_order_relaxed);
     Log(dir_ + ": compaction: " + status.ToString() + " (retried in " +
         std::to_string(kNoSpaceRetryMs) + " ms)");
-    for (std::uint32_t waited = 0;
-         waited < kNoSpaceRetryMs && !shutting_down_.load(std::memory_order_acquire);
-         waited += kNoSpaceRetryStepMs) {
-      (void)co_await io::Sleep(std::chrono::milliseconds(kNoSpaceRetryStepMs));
-    }
+    co_await WaitBeforeNoSpaceRetry();
     status = Status::OK();
   }
   std::lock_guard guard(mutex_);

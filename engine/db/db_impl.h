@@ -201,7 +201,9 @@ class DBImpl final : public DB {
 
   void ScheduleFlushLocked();
   io::Task<void> BackgroundFlush();
-  io::Task<Status> FlushImmutable();
+  // Sets *table_out_of_space when writing the level-0 table met a full disk: the table is
+  // removed and nothing changed, so the flush may be tried again.
+  io::Task<Status> FlushImmutable(bool* table_out_of_space);
   // Writes `mem` to a new level-0 SST; meta->file_size_bytes == 0 when mem was empty.
   // Versions no reader can see (`snapshots`: the live ones, ascending) are dropped, and the
   // value-log records of dropped pointers are added to *garbage.
@@ -220,6 +222,9 @@ class DBImpl final : public DB {
   // Spawns a compaction task when none runs and the current Version needs one.
   void MaybeScheduleCompactionLocked();
   io::Task<void> BackgroundCompaction();
+  // Pauses kNoSpaceRetryMs before a flush or compaction that ran out of disk space tries
+  // again; returns early when the store shuts down.
+  io::Task<void> WaitBeforeNoSpaceRetry();
   // Picks (at `forced_level`, or by score when negative) and runs one compaction. OK when
   // there was nothing to do.
   io::Task<Status> CompactOnce(int forced_level);
@@ -287,6 +292,10 @@ class DBImpl final : public DB {
   std::vector<std::pair<std::uint64_t, std::weak_ptr<const FileMetaData>>>
       obsolete_files_;                       // GUARDED_BY(mutex_)
   Status bg_error_;                          // GUARDED_BY(mutex_): sticky
+  // GUARDED_BY(mutex_). Set while the memtable flush waits for disk space (BackgroundFlush
+  // retries it); writes that need the memtable's room and Flush fail with it meanwhile. Not
+  // sticky: the next successful flush clears it.
+  Status flush_no_space_;
   bool closed_ = false;                      // GUARDED_BY(mutex_)
   std::string wal_record_;                   // GUARDED_BY(mutex_): the record being framed
   std::multiset<SequenceNumber> snapshots_;  // GUARDED_BY(mutex_)
@@ -312,6 +321,7 @@ class DBImpl final : public DB {
     std::atomic<std::uint64_t> compaction_bytes_written{0};
     std::atomic<std::uint64_t> compaction_micros{0};
     std::atomic<std::uint64_t> compactions_failed_no_space{0};
+    std::atomic<std::uint64_t> flushes_failed_no_space{0};
     std::atomic<std::uint64_t> obsolete_files_deleted{0};
     std::atomic<std::uint64_t> vlog_gc_files{0};
     std::atomic<std::uint64_t> vlog_gc_bytes_rewritten{0};

@@ -22,6 +22,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -346,6 +347,57 @@ TEST_F(DbCrashTest, InjectedErrorsComeBackAsStatusAndTheStoreReopens) {
   ASSERT_TRUE(db.ok()) << db.status().ToString();
   std::size_t matched = 0;
   EXPECT_TRUE(MatchesSomePrefix(history, durable, Contents(*db.value()), &matched));
+}
+
+// A flush that meets a full disk is not the end of the store: the flush is retried after
+// a pause, writes that fit the memtable go on meanwhile, and once space is back everything
+// written reaches an SST with no partial table left behind.
+TEST_F(DbCrashTest, AFlushOutOfSpaceIsRetriedAndWritesGoOn) {
+  options_.write_buffer_size_bytes = 1 << 20;
+  auto db = Open();
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  std::map<std::string, std::string> model;
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    model[key] = std::string(50 + i % 40, static_cast<char>('a' + i % 26));
+    ASSERT_TRUE(db.value()->Put(WriteOptions{.sync = i == 199}, key, model[key]).ok());
+  }
+  // The disk fills just as the table is written (the WAL's own growth meeting ENOSPC is the
+  // store's sticky error, InjectedErrorsComeBackAsStatusAndTheStoreReopens).
+  fault_->SetNoSpaceAfterBytes(0, ".sst");
+  Status flushed = db.value()->Flush();
+  EXPECT_TRUE(flushed.IsNoSpace()) << flushed.ToString();
+  // Space comes back (a user deleted something elsewhere on the disk).
+  fault_->ClearFaults();
+  // Not sticky: a write into the fresh memtable succeeds while the flush waits to retry.
+  Status deleted = db.value()->Delete(WriteOptions{.sync = true}, "k0");
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+  model.erase("k0");
+  // The retried flush goes through; Flush itself waits for the memtable in front of it.
+  Status retried;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    retried = db.value()->Flush();
+    if (retried.ok()) break;
+    ASSERT_TRUE(retried.IsNoSpace()) << retried.ToString();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(retried.ok()) << retried.ToString();
+  EXPECT_GE(db.value()->stats().flushes_failed_no_space, 1u);
+  EXPECT_EQ(Contents(*db.value()), model);
+  db.value().reset();
+  // Only the tables a Version names are left: the partial one was removed.
+  auto reopened = Open();
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(Contents(*reopened.value()), model);
+  std::uint64_t live_tables = 0;
+  for (const LevelStats& level : reopened.value()->GetLevelStats()) live_tables += level.files;
+  auto names = fault_->ListDir("/store");
+  ASSERT_TRUE(names.ok());
+  std::uint64_t tables_on_disk = 0;
+  for (const std::string& name : names.value()) {
+    if (name.ends_with(".sst")) ++tables_on_disk;
+  }
+  EXPECT_EQ(tables_on_disk, live_tables);
 }
 
 }  // namespace

@@ -21,13 +21,18 @@ class FaultWritableFile final : public WritableFile {
     {
       std::lock_guard guard(env_->mutex_);
       Status injected = env_->CheckLocked(FaultOp::kWrite, path());
-      if (injected.ok() && env_->space_left_bytes_) {
-        if (*env_->space_left_bytes_ < bytes.size()) {
+      const std::uint64_t end = offset + bytes.size();
+      const std::uint64_t growth =
+          end > data_->allocated_bytes ? end - data_->allocated_bytes : 0;
+      if (injected.ok() && env_->space_left_bytes_ &&
+          path().ends_with(env_->no_space_path_suffix_)) {
+        if (*env_->space_left_bytes_ < growth) {
           injected = Status::NoSpace(path() + ": no space left on device (injected)");
         } else {
-          *env_->space_left_bytes_ -= bytes.size();
+          *env_->space_left_bytes_ -= growth;
         }
       }
+      if (injected.ok()) data_->allocated_bytes = std::max(data_->allocated_bytes, end);
       if (!injected.ok()) co_return injected;
     }
     Status status = co_await base_->WriteAt(offset, bytes);
@@ -355,9 +360,10 @@ void FaultEnv::PowerCutAt(FaultOp op, std::uint64_t after_count) {
   injections_[op] = Injection{after_count, Status::OK(), false, true, true};
 }
 
-void FaultEnv::SetNoSpaceAfterBytes(std::uint64_t bytes) {
+void FaultEnv::SetNoSpaceAfterBytes(std::uint64_t bytes, std::string path_suffix) {
   std::lock_guard guard(mutex_);
   space_left_bytes_ = bytes;
+  no_space_path_suffix_ = std::move(path_suffix);
 }
 
 void FaultEnv::ClearFaults() {

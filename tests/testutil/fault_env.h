@@ -77,8 +77,9 @@ class FaultEnv final : public engine::Env {
   // A power cut at the (after_count + 1)th operation of `op` from now: that operation and every
   // later mutating one fail with IOError, as after SetFilesystemActive(false).
   void PowerCutAt(FaultOp op, std::uint64_t after_count);
-  // Writes fail with NoSpace once `bytes` more bytes were written.
-  void SetNoSpaceAfterBytes(std::uint64_t bytes);
+  // Writes fail with NoSpace once files grew by `bytes` more bytes (overwrites are free).
+  // With `path_suffix`, only files whose path ends with it are refused (and counted).
+  void SetNoSpaceAfterBytes(std::uint64_t bytes, std::string path_suffix = "");
   void ClearFaults();
   void SetFilesystemActive(bool active);
   // Rewrites the base Env's files to what a power cut leaves. REQUIRES: the store using this
@@ -95,6 +96,9 @@ class FaultEnv final : public engine::Env {
       std::string bytes;
     };
     std::vector<Write> unsynced;
+    // The furthest byte ever written: only writes beyond it take disk space (an overwrite
+    // of allocated bytes, like a WAL rewriting its last partial block, cannot meet ENOSPC).
+    std::uint64_t allocated_bytes = 0;
   };
   using FileId = std::uint64_t;
 
@@ -128,6 +132,7 @@ class FaultEnv final : public engine::Env {
   std::map<FaultOp, Injection> injections_;
   std::map<FaultOp, std::uint64_t> counts_;
   std::optional<std::uint64_t> space_left_bytes_;
+  std::string no_space_path_suffix_;  // empty: every file
 };
 
 }  // namespace cascadefs::testutil

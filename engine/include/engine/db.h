@@ -70,6 +70,9 @@ struct DbStats {
   // Compactions that ran out of disk space: their outputs were removed, the store kept
   // serving, and compaction was tried again after a pause (docs/engine.md, "Compaction").
   std::uint64_t compactions_failed_no_space = 0;
+  // Memtable flushes that ran out of disk space: the table was removed, the memtable kept,
+  // and the flush tried again after a pause.
+  std::uint64_t flushes_failed_no_space = 0;
   // The value log (docs/formats/vlog.md).
   std::uint64_t vlog_records_written = 0;     // values separated into the value log
   std::uint64_t vlog_bytes_written = 0;       // bytes written to value-log files
