@@ -1024,8 +1024,8 @@ io::Task<void> DBImpl::BackgroundFlush() {
   // replays the records from the WAL.
   while (table_out_of_space && !shutting_down_.load(std::memory_order_acquire)) {
     counters_.flushes_failed_no_space.fetch_add(1, std::memory_order_relaxed);
-    Log(dir_ + ": flush: " + status.ToString() + " (retried in " +
-        std::to_string(kNoSpaceRetryMs) + " ms)");
+    Log(dir_ + ": flush: " + status.ToString() + " (retried in " + std::to_string(kNoSpaceRetryMs) +
+        " ms)");
     {
       std::lock_guard guard(mutex_);
       flush_no_space_ = status.WithContext(dir_ + ": flush");

@@ -290,8 +290,8 @@ class DBImpl final : public DB {
   std::vector<ObsoleteVlog> obsolete_vlogs_;  // GUARDED_BY(mutex_)
   // Files dropped by a durable manifest edit, waiting for their last reader (invariant 7).
   std::vector<std::pair<std::uint64_t, std::weak_ptr<const FileMetaData>>>
-      obsolete_files_;                       // GUARDED_BY(mutex_)
-  Status bg_error_;                          // GUARDED_BY(mutex_): sticky
+      obsolete_files_;  // GUARDED_BY(mutex_)
+  Status bg_error_;     // GUARDED_BY(mutex_): sticky
   // GUARDED_BY(mutex_). Set while the memtable flush waits for disk space (BackgroundFlush
   // retries it); writes that need the memtable's room and Flush fail with it meanwhile. Not
   // sticky: the next successful flush clears it.

@@ -896,17 +896,24 @@ class SpliceOp {
       pending_hole_bytes_ = 0;
       if (done_) co_return Status::OK();
     }
-    // Cut chunks only advance buffer_begin_: erasing each from the front would move the rest
-    // of a large insert once per chunk (quadratic). The cut prefix is dropped here, when less
-    // than a chunk is left after it.
-    if (buffer_begin_ > 0) {
-      buffer_.erase(0, buffer_begin_);
-      buffer_begin_ = 0;
-    }
-    buffer_.append(data);
-    while (!done_ && buffer_.size() - buffer_begin_ >= chunker_.max_chunk_bytes()) {
-      const std::string_view pending = std::string_view(buffer_).substr(buffer_begin_);
-      CFS_CO_RETURN_IF_ERROR(co_await CutLeaf(*chunker_.FindCut(pending)));
+    // The bytes go in slices that keep at most two maximal chunks pending, so buffer_ stays
+    // that small and its memory is reused whatever the size of the insert (a large insert
+    // copied whole would fault in fresh pages for every byte). Cut chunks only advance
+    // buffer_begin_; the cut prefix is dropped before the next slice, when less than a
+    // maximal chunk is left after it.
+    const std::size_t max_chunk = chunker_.max_chunk_bytes();
+    while (!done_ && !data.empty()) {
+      if (buffer_begin_ > 0) {
+        buffer_.erase(0, buffer_begin_);
+        buffer_begin_ = 0;
+      }
+      const std::size_t slice = std::min(data.size(), 2 * max_chunk - buffer_.size());
+      buffer_.append(data.substr(0, slice));
+      data.remove_prefix(slice);
+      while (!done_ && buffer_.size() - buffer_begin_ >= max_chunk) {
+        const std::string_view pending = std::string_view(buffer_).substr(buffer_begin_);
+        CFS_CO_RETURN_IF_ERROR(co_await CutLeaf(*chunker_.FindCut(pending)));
+      }
     }
     co_return Status::OK();
   }
@@ -1107,15 +1114,29 @@ io::Task<Result<FileRoot>> RecipeTree::Truncate(const FileRoot& root, std::uint6
 
 io::Task<Result<FileRoot>> RecipeTree::Write(const FileRoot& root, std::uint64_t offset,
                                              std::string_view data, TreeWriteStats* stats) {
+  std::vector<std::string_view> run;
+  if (!data.empty()) run.push_back(data);
+  co_return co_await WriteRun(root, offset, run, stats);
+}
+
+io::Task<Result<FileRoot>> RecipeTree::WriteRun(const FileRoot& root, std::uint64_t offset,
+                                                const std::vector<std::string_view>& run,
+                                                TreeWriteStats* stats) {
+  std::vector<Piece> pieces;
+  pieces.reserve(run.size() + 1);
+  std::uint64_t length = 0;
   if (offset > root.length) {
     // The gap is a hole, then the data: one splice at the end.
-    std::vector<Piece> pieces(2);
-    pieces[0].hole_bytes = offset - root.length;
-    pieces[1].data = data;
-    co_return co_await SplicePieces(root, root.length, 0, pieces, stats);
+    pieces.push_back(Piece{{}, offset - root.length});
   }
-  const std::uint64_t overwrite = std::min<std::uint64_t>(data.size(), root.length - offset);
-  co_return co_await Splice(root, offset, overwrite, data, stats);
+  for (std::string_view data : run) {
+    if (data.empty()) continue;
+    pieces.push_back(Piece{data, 0});
+    length += data.size();
+  }
+  if (offset > root.length) co_return co_await SplicePieces(root, root.length, 0, pieces, stats);
+  const std::uint64_t overwrite = std::min<std::uint64_t>(length, root.length - offset);
+  co_return co_await SplicePieces(root, offset, overwrite, pieces, stats);
 }
 
 io::Task<Result<FileRoot>> RecipeTree::PunchHole(const FileRoot& root, std::uint64_t offset,

@@ -10,70 +10,82 @@
 namespace cascadefs::fusefs {
 
 void DirtyBuffer::Insert(std::uint64_t offset, std::string_view data) {
-  if (data.empty()) return;
-  auto it = extents_.lower_bound(offset);
-  if (it != extents_.begin()) {
-    auto prev = std::prev(it);
-    if (prev->first + prev->second.size() >= offset) it = prev;
-  }
-  std::uint64_t start = offset;
-  std::string merged;
-  if (it != extents_.end() && it->first <= offset) {
-    // `it` overlaps or abuts the new bytes from the left: extend it.
-    start = it->first;
-    merged = std::move(it->second);
-    bytes_ -= merged.size();
-    it = extents_.erase(it);
-  }
-  const std::size_t relative = offset - start;
-  if (merged.size() < relative + data.size()) merged.resize(relative + data.size());
-  std::memcpy(merged.data() + relative, data.data(), data.size());
-  // Absorb every later extent that starts within or right after the merged bytes.
-  while (it != extents_.end() && it->first <= start + merged.size()) {
-    const std::uint64_t merged_end = start + merged.size();
-    const std::uint64_t extent_end = it->first + it->second.size();
-    if (extent_end > merged_end) {
-      merged.append(it->second, merged_end - it->first, std::string::npos);
+  std::uint64_t position = offset;
+  const std::uint64_t end = offset + data.size();
+  // The first piece that ends after `position`, or the one it may extend.
+  auto it = pieces_.upper_bound(position);
+  if (it != pieces_.begin()) --it;
+  while (position < end) {
+    const char* from = data.data() + (position - offset);
+    if (it != pieces_.end() && it->first <= position && position < it->first + it->second.size()) {
+      // Buffered already: overwrite in place.
+      const std::uint64_t piece_end = it->first + it->second.size();
+      const std::uint64_t take = std::min(end, piece_end) - position;
+      std::memcpy(it->second.data() + (position - it->first), from, take);
+      position += take;
+      // A gap right after this piece is filled by extending it (next branch).
+      const auto next = std::next(it);
+      if (position == end || (next != pieces_.end() && next->first == position)) it = next;
+      continue;
     }
-    bytes_ -= it->second.size();
-    it = extents_.erase(it);
+    if (it != pieces_.end() && it->first + it->second.size() <= position) {
+      // `it` lies before position: the gap starts here, and `it` may be the piece ending at it.
+      const auto next = std::next(it);
+      const std::uint64_t gap_end = next == pieces_.end() ? end : std::min(end, next->first);
+      if (it->first + it->second.size() == position && it->second.size() < piece_bytes_) {
+        const std::uint64_t take =
+            std::min<std::uint64_t>(gap_end - position, piece_bytes_ - it->second.size());
+        it->second.append(from, take);
+        bytes_ += take;
+        position += take;
+        if (it->second.size() == piece_bytes_ || position == gap_end) ++it;
+        continue;
+      }
+      it = next;
+      if (it != pieces_.end() && it->first <= position) continue;  // abuts: overwrite next
+    }
+    // A gap before `it` (or at the end): a new piece.
+    const std::uint64_t gap_end = it == pieces_.end() ? end : std::min(end, it->first);
+    const std::uint64_t take = std::min<std::uint64_t>(gap_end - position, piece_bytes_);
+    it = pieces_.emplace_hint(it, position, std::string(from, take));
+    bytes_ += take;
+    position += take;
+    if (position == gap_end) ++it;
   }
-  bytes_ += merged.size();
-  extents_.emplace(start, std::move(merged));
 }
 
 void DirtyBuffer::Overlay(std::uint64_t offset, std::uint64_t length, char* out) const {
   const std::uint64_t end = offset + length;
-  auto it = extents_.upper_bound(offset);
-  if (it != extents_.begin()) --it;
-  for (; it != extents_.end() && it->first < end; ++it) {
-    const std::uint64_t extent_end = it->first + it->second.size();
+  auto it = pieces_.upper_bound(offset);
+  if (it != pieces_.begin()) --it;
+  for (; it != pieces_.end() && it->first < end; ++it) {
+    const std::uint64_t piece_end = it->first + it->second.size();
     const std::uint64_t from = std::max(offset, it->first);
-    const std::uint64_t to = std::min(end, extent_end);
+    const std::uint64_t to = std::min(end, piece_end);
     if (from >= to) continue;
     std::memcpy(out + (from - offset), it->second.data() + (from - it->first), to - from);
   }
 }
 
 void DirtyBuffer::Truncate(std::uint64_t length) {
-  auto it = extents_.lower_bound(length);
-  if (it != extents_.begin()) {
+  auto it = pieces_.lower_bound(length);
+  if (it != pieces_.begin()) {
     auto prev = std::prev(it);
     if (prev->first + prev->second.size() > length) {
       bytes_ -= prev->second.size() - (length - prev->first);
       prev->second.resize(length - prev->first);
     }
   }
-  while (it != extents_.end()) {
+  while (it != pieces_.end()) {
     bytes_ -= it->second.size();
-    it = extents_.erase(it);
+    it = pieces_.erase(it);
   }
-  CFS_ASSERT(end() <= length || extents_.empty());
+  CFS_ASSERT(end() <= length || pieces_.empty());
 }
 
 std::uint64_t DirtyBuffer::end() const {
-  if (extents_.empty()) return 0;
-  const auto& last = *extents_.rbegin();
+  if (pieces_.empty()) return 0;
+  const auto& last = *pieces_.rbegin();
   return last.first + last.second.size();
 }
 

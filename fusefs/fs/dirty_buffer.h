@@ -1,9 +1,15 @@
 // dirty_buffer.h: a file's written bytes not yet turned into chunks.
 //
-// Extents never overlap or touch: an insert merges with every extent it overlaps or abuts, so
-// a sequential writer grows one extent. Not thread-safe: the owning inode's lock guards it.
+// The bytes are held in pieces of at most piece_bytes (default kPieceBytes), keyed by file offset.
+// Pieces never overlap; they may abut (a run of pieces is contiguous file bytes). A write over
+// buffered bytes overwrites them in place; a write into a gap appends to the piece ending there
+// while it has room, else starts new pieces. So a sequential writer fills 1 MiB pieces one after
+// the other: no buffer ever grows by copying what it holds, and freed pieces are reused by the
+// allocator (a single growing buffer of tens of MiB would be mapped fresh, and fault in every
+// page, for each flush). Not thread-safe: the owning inode's lock guards it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -13,6 +19,12 @@ namespace cascadefs::fusefs {
 
 class DirtyBuffer {
  public:
+  // The largest piece, in bytes, by default.
+  static constexpr std::size_t kPieceBytes = std::size_t{1} << 20;
+
+  // `piece_bytes` > 0: the largest piece (tests use small ones).
+  explicit DirtyBuffer(std::size_t piece_bytes = kPieceBytes) : piece_bytes_(piece_bytes) {}
+
   // Writes `data` at `offset`, over anything buffered there.
   void Insert(std::uint64_t offset, std::string_view data);
   // Copies into out[0, length) the buffered bytes of [offset, offset + length), leaving bytes
@@ -23,17 +35,19 @@ class DirtyBuffer {
   // One past the last buffered byte; 0 when empty.
   std::uint64_t end() const;
   std::uint64_t bytes() const { return bytes_; }
-  bool empty() const { return extents_.empty(); }
+  bool empty() const { return pieces_.empty(); }
   void Clear() {
-    extents_.clear();
+    pieces_.clear();
     bytes_ = 0;
   }
-  // offset -> bytes, in offset order.
-  const std::map<std::uint64_t, std::string>& extents() const { return extents_; }
+  // offset -> bytes, in offset order; abutting pieces are contiguous bytes of the file.
+  const std::map<std::uint64_t, std::string>& pieces() const { return pieces_; }
+  std::size_t piece_bytes() const { return piece_bytes_; }
 
  private:
-  std::map<std::uint64_t, std::string> extents_;
-  std::uint64_t bytes_ = 0;  // sum of the extents' sizes
+  std::size_t piece_bytes_;
+  std::map<std::uint64_t, std::string> pieces_;
+  std::uint64_t bytes_ = 0;  // sum of the pieces' sizes
 };
 
 }  // namespace cascadefs::fusefs

@@ -826,7 +826,7 @@ io::Task<int> Filesystem::Read(std::uint64_t ino, std::uint64_t offset, std::uin
     if (offset >= file_size) co_return 0;
     length = std::min<std::uint64_t>(size, file_size - offset);
     root = inode->rec.root;
-    for (const auto& [start, data] : inode->dirty.extents()) {
+    for (const auto& [start, data] : inode->dirty.pieces()) {
       const std::uint64_t end = start + data.size();
       if (end <= offset || start >= offset + length) continue;
       const std::uint64_t from = std::max(offset, start);
@@ -923,20 +923,33 @@ io::Task<int> Filesystem::FlushLocked(Inode* inode) {
     flushed = inode->dirty.bytes();
   }
   // data_mutex is held: nobody changes `dirty` meanwhile, so it is read without state_mutex_.
-  const auto& extents = inode->dirty.extents();
+  const auto& pieces = inode->dirty.pieces();
   if (root.length == 0 || root.all_hole()) {
     // Nothing stored yet (an empty file, or one only grown by truncate or fallocate): the
     // first data decides the chunker, as for a new file. The hole keeps its shape either way.
-    const auto first = extents.begin();
-    root.kind =
-        first->first == 0
-            ? DetectChunkerKind(std::string_view(first->second)
-                                    .substr(0, std::min(first->second.size(), kDetectPrefixBytes)))
-            : ChunkerKind::kBinary;
+    root.kind = ChunkerKind::kBinary;
+    if (pieces.begin()->first == 0) {
+      std::string prefix;
+      for (const auto& [offset, data] : pieces) {
+        if (offset != prefix.size() || prefix.size() >= kDetectPrefixBytes) break;
+        prefix.append(data, 0, kDetectPrefixBytes - prefix.size());
+      }
+      root.kind = DetectChunkerKind(prefix);
+    }
   }
+  // Each run of abutting pieces is one write of the tree: one splice, chunked as if the run
+  // were one buffer.
   TreeWriteStats tree_stats;
-  for (const auto& [offset, data] : extents) {
-    Result<FileRoot> written = co_await tree_->Write(root, offset, data, &tree_stats);
+  std::vector<std::string_view> run;
+  for (auto it = pieces.begin(); it != pieces.end();) {
+    const std::uint64_t run_offset = it->first;
+    std::uint64_t run_end = run_offset;
+    run.clear();
+    for (; it != pieces.end() && it->first == run_end; ++it) {
+      run.push_back(it->second);
+      run_end += it->second.size();
+    }
+    Result<FileRoot> written = co_await tree_->WriteRun(root, run_offset, run, &tree_stats);
     if (!written.ok()) {
       co_return EngineErrno(written.status(), "writing inode " + std::to_string(inode->ino));
     }

@@ -22,8 +22,7 @@ class FaultWritableFile final : public WritableFile {
       std::lock_guard guard(env_->mutex_);
       Status injected = env_->CheckLocked(FaultOp::kWrite, path());
       const std::uint64_t end = offset + bytes.size();
-      const std::uint64_t growth =
-          end > data_->allocated_bytes ? end - data_->allocated_bytes : 0;
+      const std::uint64_t growth = end > data_->allocated_bytes ? end - data_->allocated_bytes : 0;
       if (injected.ok() && env_->space_left_bytes_ &&
           path().ends_with(env_->no_space_path_suffix_)) {
         if (*env_->space_left_bytes_ < growth) {

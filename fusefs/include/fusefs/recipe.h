@@ -158,6 +158,10 @@ class RecipeTree {
   // old end becomes a hole (reads as zeros). Writing into a hole stores only the written bytes.
   io::Task<Result<FileRoot>> Write(const FileRoot& root, std::uint64_t offset,
                                    std::string_view data, TreeWriteStats* stats = nullptr);
+  // Write of the bytes of `run` joined, without joining them (the pieces of a dirty buffer).
+  io::Task<Result<FileRoot>> WriteRun(const FileRoot& root, std::uint64_t offset,
+                                      const std::vector<std::string_view>& run,
+                                      TreeWriteStats* stats = nullptr);
   // Shrinks, or grows with a hole: O(height) whatever the growth.
   io::Task<Result<FileRoot>> Truncate(const FileRoot& root, std::uint64_t new_length,
                                       TreeWriteStats* stats = nullptr);
