@@ -15,6 +15,7 @@ struct MountArgs {
   std::string log_level = "info";
   std::string transport = "auto";  // auto, io-uring or dev-fuse
   std::uint32_t uring_queue_depth = 16;
+  std::uint32_t read_ahead_kb = 1024;
   bool value_log = false;
 };
 

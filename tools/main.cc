@@ -42,6 +42,11 @@ int Run(int argc, char** argv) {
                    "io_uring transport: ring entries per CPU queue, each with a 1 MiB buffer "
                    "(default 16)")
       ->check(CLI::Range(1, 256));
+  mount
+      ->add_option("--read-ahead-kb", mount_args.read_ahead_kb,
+                   "the kernel's read-ahead for the mount in KiB, 0 to leave the kernel's 128 "
+                   "(default 1024; needs root)")
+      ->check(CLI::Range(0, 65536));
   mount->add_flag("--value-log", mount_args.value_log,
                   "keep chunks in the engine's value log: written once, not rewritten by "
                   "compactions (off until cascadefs gc reclaims deleted files' chunks)");

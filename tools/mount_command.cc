@@ -46,6 +46,7 @@ nlohmann::json StatsJson(const fusefs::MountStats& s) {
   }
   return {{"oldest_requests", requests},
           {"transport", s.transport},
+          {"read_ahead_kb", s.read_ahead_kb},
           {"requests", s.requests},
           {"errors", s.errors},
           {"reads", s.reads},
@@ -267,6 +268,7 @@ int Serve(const MountArgs& args, const std::string& store, int ready_fd) {
                       : args.transport == "dev-fuse" ? fusefs::Transport::kDevFuse
                                                      : fusefs::Transport::kAuto;
   options.uring_queue_depth = args.uring_queue_depth;
+  options.read_ahead_kb = args.read_ahead_kb;
   options.value_log = args.value_log;
   options.log = [log](std::string_view line) { log->info("{}", line); };
   Result<std::unique_ptr<fusefs::Mount>> mount = fusefs::Mount::Start(options);

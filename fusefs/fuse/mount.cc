@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -161,6 +163,8 @@ class MountImpl final : public Mount {
   io::Task<void> ServeLoop();
   void SendReply(std::uint64_t unique, const FuseReply& reply);
   void SpawnServeLoops(std::uint32_t count);
+  // Sets the mount's read-ahead (MountOptions::read_ahead_kb) once the kernel took INIT.
+  void SetReadAhead();
   // Chooses the transport once INIT is answered; on io_uring, posts the ring entries and waits
   // for the first request through them.
   Status StartUring(std::string reason_unavailable);
@@ -185,6 +189,7 @@ class MountImpl final : public Mount {
   // The CPU each IO thread is pinned to (-1: not pinned); empty when pinning failed.
   std::vector<int> io_thread_cpus_;
   std::atomic<bool> uring_serving_{false};
+  std::atomic<std::uint32_t> read_ahead_set_kb_{0};  // 0: the kernel's value stays
   std::atomic<std::uint64_t> uring_requests_{0};
   std::atomic<int> uring_entry_error_{0};  // the first errno an entry failed with
 };
@@ -326,9 +331,32 @@ Status MountImpl::StartImpl() {
     return transport;
   }
   if (!uring_serving_.load()) SpawnServeLoops(options_.requests_in_flight - first_reads);
+  SetReadAhead();
   Log("mounted " + options_.store_dir + " on " + options_.mountpoint + " (transport " +
       (uring_serving_.load() ? "io-uring" : "dev-fuse") + ")");
   return Status::OK();
+}
+
+void MountImpl::SetReadAhead() {
+  if (options_.read_ahead_kb == 0) return;
+  // The mount's device names its bdi. stat also waits until the kernel has taken the INIT
+  // reply (which lowers read-ahead to what the reply allows), so nothing undoes this write.
+  struct stat mounted {};
+  if (stat(options_.mountpoint.c_str(), &mounted) != 0) {
+    Log("read-ahead left as the kernel set it: stat " + options_.mountpoint + ": " +
+        std::strerror(errno));
+    return;
+  }
+  const std::string path = "/sys/class/bdi/" + std::to_string(major(mounted.st_dev)) + ":" +
+                           std::to_string(minor(mounted.st_dev)) + "/read_ahead_kb";
+  std::ofstream out(path);
+  out << options_.read_ahead_kb << '\n';
+  out.close();
+  if (!out) {
+    Log("read-ahead left as the kernel set it: cannot write " + path + " (needs root)");
+    return;
+  }
+  read_ahead_set_kb_.store(options_.read_ahead_kb, std::memory_order_relaxed);
 }
 
 void MountImpl::SpawnServeLoops(std::uint32_t count) {
@@ -581,6 +609,7 @@ Status MountImpl::Teardown() {
 MountStats MountImpl::stats() const {
   MountStats out;
   out.transport = uring_serving_.load() ? "io-uring" : "dev-fuse";
+  out.read_ahead_kb = read_ahead_set_kb_.load(std::memory_order_relaxed);
   if (handler_ != nullptr) {
     const FuseHandlerStats h = handler_->stats();
     out.requests = h.requests;
@@ -624,6 +653,9 @@ Result<std::unique_ptr<Mount>> Mount::Start(const MountOptions& options) {
   }
   if (options.uring_queue_depth < 1 || options.uring_queue_depth > 256) {
     return Status::InvalidArgument("uring_queue_depth must be in 1..256");
+  }
+  if (options.read_ahead_kb > 65536) {
+    return Status::InvalidArgument("read_ahead_kb must be in 0..65536");
   }
   if (options.dirty_bytes_max < options.dirty_bytes_per_file_max) {
     return Status::InvalidArgument("dirty_bytes_max must be at least dirty_bytes_per_file_max");

@@ -18,6 +18,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -1328,6 +1329,24 @@ TEST_F(Posix, StatusReportsTheTransport) {
   ASSERT_EQ(rc, 0) << output;
   EXPECT_NE(output.find("\"transport\":\"" + TransportFromEnv() + "\""), std::string::npos)
       << output;
+}
+
+// As root the daemon raises the mount's read-ahead to 1 MiB (docs/fusefs.md, "Read-ahead"):
+// the kernel's bdi for the mount's device says so, and so does `cascadefs status`.
+TEST_F(Posix, MountRaisesTheKernelsReadAhead) {
+  if (native()) GTEST_SKIP() << "no daemon on the native target";
+  if (geteuid() != 0) GTEST_SKIP() << "only root may set a bdi's read-ahead";
+  const struct stat mounted = Stat(guard().root());
+  const std::string bdi = "/sys/class/bdi/" + std::to_string(major(mounted.st_dev)) + ":" +
+                          std::to_string(minor(mounted.st_dev)) + "/read_ahead_kb";
+  std::string value;
+  ASSERT_TRUE(ReadFile(bdi, &value)) << bdi << ": " << std::strerror(errno);
+  EXPECT_EQ(value, "1024\n") << bdi;
+  std::string output;
+  const int rc = RunProgram({std::getenv("CFS_CASCADEFS_BIN"), "status", guard().root(), "--json"},
+                            "", &output, 60);
+  ASSERT_EQ(rc, 0) << output;
+  EXPECT_NE(output.find("\"read_ahead_kb\":1024"), std::string::npos) << output;
 }
 
 // ---- persistence ---------------------------------------------------------------------------

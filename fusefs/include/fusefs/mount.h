@@ -50,6 +50,11 @@ struct MountOptions {
   // Kernel requests read and handled at once. Each holds a buffer of max_write_bytes plus
   // 5 KiB: with the defaults, 32 MiB. Range: 1..1024. Default: 32.
   std::uint32_t requests_in_flight = 32;
+  // The kernel's read-ahead for the mount (its bdi's read_ahead_kb), set once the mount
+  // answers. The kernel's own 128 KiB sends reads of 128 KiB: too little to keep many chunk
+  // reads in flight. Needs root (sysfs); otherwise the kernel's value stays, and the log says
+  // so. 0 leaves the kernel's value. Range: 0..65536. Default: 1024 (one max_write).
+  std::uint32_t read_ahead_kb = 1024;
   Transport transport = Transport::kAuto;
   // io_uring transport: ring entries per queue (the kernel has one queue per possible CPU).
   // Each entry holds a payload buffer of max_write_bytes plus 4.4 KiB, so with the defaults
@@ -86,6 +91,8 @@ struct MountRequest {
 
 struct MountStats {
   std::string transport;  // "io-uring" or "dev-fuse"
+  // The read-ahead set on the mount (MountOptions::read_ahead_kb); 0 when the kernel's stays.
+  std::uint32_t read_ahead_kb = 0;
   std::uint64_t requests = 0;
   // Replies with an error, except those of normal operation: ENOENT of a lookup, ENODATA and
   // ERANGE of xattr calls, ENOSYS and EOPNOTSUPP of features not offered.
