@@ -19,7 +19,14 @@ struct MountArgs {
   bool value_log = false;
 };
 
+struct FsckArgs {
+  std::string store;
+  bool json = false;
+};
+
 int RunMount(const MountArgs& args);
+// `cascadefs fsck STORE`: 0 clean, 4 errors left, 8 the check could not run (e2fsck's codes).
+int RunFsck(const FsckArgs& args);
 int RunUmount(const std::string& mountpoint);
 int RunStatus(const std::string& mountpoint, bool json);
 

@@ -64,6 +64,14 @@ int Run(int argc, char** argv) {
   status->add_option("MOUNTPOINT", status_point, "the mount point")->required();
   status->add_flag("--json", status_json, "one JSON object");
 
+  cascadefs::tools::FsckArgs fsck_args;
+  CLI::App* fsck = app.add_subcommand(
+      "fsck",
+      "check every file of a store that is not mounted (exit 0 clean, 4 errors, 8 "
+      "could not check)");
+  fsck->add_option("STORE", fsck_args.store, "the store directory")->required();
+  fsck->add_flag("--json", fsck_args.json, "one JSON object with every finding");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -77,6 +85,7 @@ int Run(int argc, char** argv) {
   if (mount->parsed()) return cascadefs::tools::RunMount(mount_args);
   if (umount->parsed()) return cascadefs::tools::RunUmount(umount_point);
   if (status->parsed()) return cascadefs::tools::RunStatus(status_point, status_json);
+  if (fsck->parsed()) return cascadefs::tools::RunFsck(fsck_args);
   fmt::print(stderr, "{}", app.help());
   return 2;
 }

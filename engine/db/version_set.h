@@ -89,10 +89,11 @@ class VersionSet {
   // Manifests made obsolete by a roll; the DB removes them.
   std::vector<std::uint64_t> TakeObsoleteManifests();
 
- private:
   // The state of `base` with `edit` applied. Corruption when the edit removes a file the
-  // version lacks or adds one twice.
+  // version lacks or adds one twice. (Public for fsck, which rebuilds a Version read-only.)
   static Status Apply(const Version& base, const VersionEdit& edit, Version* out);
+
+ private:
   // A new manifest whose first edit holds `version` and the compaction pointers with those of
   // `edit` applied.
   io::Task<Status> StartNewManifest(const Version& version, const VersionEdit& edit);

@@ -206,6 +206,31 @@ io::Task<Status> Table::Get(std::string_view lookup_key, TableGetResult* result)
   co_return Status::OK();
 }
 
+io::Task<void> Table::CheckBlocks(
+    const std::function<void(std::uint64_t offset, const Status& status)>& on_damage,
+    const std::function<void(std::string_view key, std::string_view value)>& on_entry) const {
+  for (std::size_t index = 0; index < index_.size(); ++index) {
+    const std::uint64_t offset = index_[index].handle.offset;
+    auto block = co_await LoadBlock(index, /*use_block_cache=*/false);
+    if (!block.ok()) {
+      on_damage(offset, block.status());
+      continue;
+    }
+    std::unique_ptr<InternalIterator> it = Block::NewIterator(block.value());
+    std::string last_key;
+    for (co_await it->SeekToFirst(); it->Valid(); co_await it->Next()) {
+      last_key.assign(it->key());
+      on_entry(it->key(), it->value());
+    }
+    if (!it->status().ok()) {
+      on_damage(offset, it->status());
+    } else if (last_key != index_[index].last_key) {
+      on_damage(offset, Status::Corruption(Where(*file_, offset) +
+                                           ": its last key is not the one its index entry names"));
+    }
+  }
+}
+
 class TableIterator final : public InternalIterator {
  public:
   TableIterator(const Table* table, bool use_block_cache)

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -46,6 +47,15 @@ class Table {
   // up in the block cache nor inserts them: a compaction reads each block once, and would
   // only push the readers' hot blocks out (and skew the hit ratio).
   std::unique_ptr<InternalIterator> NewIterator(bool use_block_cache = true) const;
+
+  // For fsck: reads every data block once (no block cache), in file order. A block that fails
+  // its checksum or does not decode goes to on_damage with its offset (and the check goes on
+  // with the next block); the entries of every good block go to on_entry in order, and a
+  // last key that disagrees with the block's index entry is damage too.
+  io::Task<void> CheckBlocks(
+      const std::function<void(std::uint64_t offset, const Status& status)>& on_damage,
+      const std::function<void(std::string_view key, std::string_view value)>& on_entry) const;
+  std::size_t data_blocks() const { return index_.size(); }
 
   std::uint64_t num_entries() const { return num_entries_; }
   std::string_view smallest_key() const { return smallest_key_; }
