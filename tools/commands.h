@@ -24,7 +24,15 @@ struct FsckArgs {
   bool json = false;
 };
 
+struct InspectArgs {
+  std::string store;
+  std::string what = "summary";  // summary, levels or vlog
+  bool json = false;
+};
+
 int RunMount(const MountArgs& args);
+// `cascadefs inspect STORE [summary|levels|vlog]`: 0, or 8 when the store cannot be read.
+int RunInspect(const InspectArgs& args);
 // `cascadefs fsck STORE`: 0 clean, 4 errors left, 8 the check could not run (e2fsck's codes).
 int RunFsck(const FsckArgs& args);
 int RunUmount(const std::string& mountpoint);

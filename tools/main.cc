@@ -72,6 +72,16 @@ int Run(int argc, char** argv) {
   fsck->add_option("STORE", fsck_args.store, "the store directory")->required();
   fsck->add_flag("--json", fsck_args.json, "one JSON object with every finding");
 
+  cascadefs::tools::InspectArgs inspect_args;
+  CLI::App* inspect = app.add_subcommand(
+      "inspect", "what a store holds: levels, sizes, value-log garbage (safe beside a mount)");
+  inspect->add_option("STORE", inspect_args.store, "the store directory")->required();
+  inspect
+      ->add_option("WHAT", inspect_args.what,
+                   "summary (default), levels (SSTs per level) or vlog (garbage per value log)")
+      ->check(CLI::IsMember({"summary", "levels", "vlog"}));
+  inspect->add_flag("--json", inspect_args.json, "one JSON object");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -86,6 +96,7 @@ int Run(int argc, char** argv) {
   if (umount->parsed()) return cascadefs::tools::RunUmount(umount_point);
   if (status->parsed()) return cascadefs::tools::RunStatus(status_point, status_json);
   if (fsck->parsed()) return cascadefs::tools::RunFsck(fsck_args);
+  if (inspect->parsed()) return cascadefs::tools::RunInspect(inspect_args);
   fmt::print(stderr, "{}", app.help());
   return 2;
 }

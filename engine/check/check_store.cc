@@ -7,12 +7,12 @@
 #include <set>
 #include <utility>
 
+#include "check/store_state.h"
 #include "db/dbformat.h"
 #include "db/version_set.h"
 #include "engine/check.h"
 #include "manifest/current_file.h"
 #include "manifest/filename.h"
-#include "manifest/manifest_log.h"
 #include "sst/table.h"
 #include "vlog/vlog_file.h"
 #include "vlog/vlog_format.h"
@@ -115,30 +115,19 @@ class Checker {
     const std::string name = BaseFileName(FileType::kManifest, manifest.value());
     manifest_number_ = manifest.value();
     co_await Progress(name);
-    Version version;
-    Status apply_error;
-    Result<ManifestSummary> summary = co_await ReadManifest(
-        env_, dir_ + "/" + name, [&](const VersionEdit& edit, std::uint64_t offset) -> Status {
-          Version next;
-          Status applied = VersionSet::Apply(version, edit, &next);
-          if (!applied.ok()) {
-            return Status::Corruption("edit at offset " + std::to_string(offset) + ": " +
-                                      std::string(applied.message()));
-          }
-          version = std::move(next);
-          if (edit.has_log_number()) log_number_ = edit.log_number();
-          return Status::OK();
-        });
-    if (!summary.ok()) {
-      AddStatus(name, summary.status());
+    Result<StoreState> state = co_await ReadStoreState(env_, dir_);
+    if (!state.ok()) {
+      AddStatus(name, state.status());
       co_return false;
     }
-    if (summary.value().torn_tail()) {
-      Add(CheckSeverity::kNote, name, summary.value().valid_length_bytes,
+    const ManifestSummary& summary = state.value().manifest;
+    if (summary.torn_tail()) {
+      Add(CheckSeverity::kNote, name, summary.valid_length_bytes,
           "torn last record (an edit cut by a crash, never acknowledged): " +
-              summary.value().torn_tail_reason);
+              WithoutPath(summary.torn_tail_reason, dir_ + "/" + name));
     }
-    version_ = std::move(version);
+    log_number_ = state.value().log_number;
+    version_ = std::move(state.value().version);
     co_return true;
   }
 

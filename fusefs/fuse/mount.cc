@@ -357,6 +357,7 @@ void MountImpl::SetReadAhead() {
     return;
   }
   read_ahead_set_kb_.store(options_.read_ahead_kb, std::memory_order_relaxed);
+  Log("read-ahead " + std::to_string(options_.read_ahead_kb) + " KiB (" + path + ")");
 }
 
 void MountImpl::SpawnServeLoops(std::uint32_t count) {
