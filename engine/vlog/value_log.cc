@@ -291,7 +291,11 @@ io::Task<void> ValueLog::WriteLoop() {
     if (failed) {
       status = Status::OK();  // an earlier write failed: drain without writing
     } else if (finish) {
-      status = co_await file->writer->WriteAt(file->appended, footer);
+      // The records are durable before the footer is written: a footer that survives a
+      // power cut then vouches for every byte before it (Open trusts a footer and does not
+      // scan the file), even where the disk kept a later page and dropped an earlier one.
+      status = co_await file->writer->Sync();
+      if (status.ok()) status = co_await file->writer->WriteAt(file->appended, footer);
       if (status.ok()) status = co_await file->writer->Sync();
       Status closed = co_await file->writer->Close();
       if (status.ok()) status = closed;
