@@ -50,6 +50,7 @@ std::string ParentDir(const std::string& path) {
 }  // namespace
 
 Status DBImpl::Checkpoint(const std::string& dir) {
+  if (options_.read_only) return ReadOnlyError("checkpoint " + dir);
   {
     std::lock_guard guard(mutex_);
     if (closed_)
@@ -59,6 +60,8 @@ Status DBImpl::Checkpoint(const std::string& dir) {
 }
 
 io::Task<Status> DBImpl::CheckpointAsync(std::string dir) {
+  // Read-only: a checkpoint flushes first, and the new manifest names no WAL to replay.
+  if (options_.read_only) co_return ReadOnlyError("checkpoint " + dir);
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   if (dir.empty()) co_return Status::InvalidArgument("checkpoint: empty target directory");
   const std::string tmp = dir + std::string(kCheckpointTempSuffix);

@@ -184,19 +184,24 @@ Status DBImpl::OpenStore() {
     owned_env_ = NewSchedulerEnv(scheduler_);
     env_ = owned_env_.get();
   }
-  if (options_.create_if_missing) {
+  // Read-only: create_if_missing is ignored, and no LOCK is taken (the caller keeps writers
+  // away; fsck holds the lock itself, and a second flock on another descriptor of the same
+  // process would conflict with it).
+  if (options_.create_if_missing && !options_.read_only) {
     CFS_RETURN_IF_ERROR(env_->CreateDirIfMissing(dir_));
   } else if (auto listed = env_->ListDir(dir_); !listed.ok()) {
     if (listed.status().IsNotFound()) {
-      return Status::InvalidArgument(dir_ +
-                                     ": no store here (the directory does not exist) "
-                                     "and create_if_missing is off");
+      return Status::InvalidArgument(
+          dir_ + ": no store here (the directory does not exist) " +
+          (options_.read_only ? "and the open is read-only" : "and create_if_missing is off"));
     }
     return listed.status();
   }
-  auto lock = env_->LockFile(LockFileName(dir_));
-  if (!lock.ok()) return lock.status();
-  lock_ = std::move(lock).value();
+  if (!options_.read_only) {
+    auto lock = env_->LockFile(LockFileName(dir_));
+    if (!lock.ok()) return lock.status();
+    lock_ = std::move(lock).value();
+  }
 
   if (options_.block_cache_size_bytes > 0) {
     block_cache_ = std::make_unique<BlockCache>(options_.block_cache_size_bytes);
@@ -259,6 +264,11 @@ io::Task<Status> DBImpl::OpenAsync() {
   }
 
   if (!have_current) {
+    if (options_.read_only) {
+      co_return Status::InvalidArgument(dir_ +
+                                        ": no store here (CURRENT is missing) and the open "
+                                        "is read-only");
+    }
     if (!options_.create_if_missing) {
       co_return Status::InvalidArgument(dir_ +
                                         ": no store here (CURRENT is missing) and "
@@ -269,6 +279,8 @@ io::Task<Status> DBImpl::OpenAsync() {
     if (options_.error_if_exists) {
       co_return Status::InvalidArgument(dir_ + ": a store exists and error_if_exists is on");
     }
+    // Reads only: the manifest is first written by the first LogAndApply, which a read-only
+    // store never calls.
     CFS_CO_RETURN_IF_ERROR(co_await versions_->Recover());
   }
   for (std::uint64_t number : wal_numbers) versions_->MarkFileNumberUsed(number);
@@ -285,6 +297,7 @@ io::Task<Status> DBImpl::OpenAsync() {
     // Several write-outs fit under the bound, so one can be written while the next fills.
     vlog_options.buffer_bytes =
         std::min<std::size_t>(1 << 20, options_.vlog_unwritten_bytes_max / 4);
+    vlog_options.read_only = options_.read_only;
     VersionSet* versions = versions_.get();
     auto vlog = co_await ValueLog::Open(env_, dir_, vlog_options, vlog_numbers,
                                         [versions] { return versions->NewFileNumber(); });
@@ -309,6 +322,7 @@ io::Task<Status> DBImpl::OpenAsync() {
   SequenceNumber max_sequence = versions_->last_sequence();
   std::set<std::uint64_t> replayed_vlogs;
   Status status = co_await ReplayWal(to_replay, &recovered, &max_sequence, &replayed_vlogs);
+  if (options_.read_only) co_return FinishReadOnlyOpen(status, recovered, max_sequence);
 
   // Recovered memtables go to level-0 SSTs now, so the old segments can be recycled and the
   // next Open replays nothing of them.
@@ -388,6 +402,33 @@ io::Task<Status> DBImpl::OpenAsync() {
   co_return Status::OK();
 }
 
+Status DBImpl::FinishReadOnlyOpen(const Status& replayed, const std::vector<MemTable*>& recovered,
+                                  SequenceNumber max_sequence) {
+  CFS_ASSERT(options_.read_only);
+  CFS_ASSERT(recovered.size() <= 1);  // ReplayWal fills one memtable when read-only
+  if (!replayed.ok()) {
+    for (MemTable* mem : recovered) mem->Unref();
+    return replayed;
+  }
+  // Nothing is written: no level-0 table, no manifest edit, no file removed (not even
+  // unreferenced SSTs, value logs, manifests or temporary files), no WAL writer. What the WAL
+  // replayed stays in mem_, never flushed; imm_ stays null, so the read path (mem_, imm_,
+  // then the Version's SSTs) sees all of it.
+  versions_->set_last_sequence(max_sequence);
+  last_sequence_.store(max_sequence, std::memory_order_release);
+  std::lock_guard guard(mutex_);
+  if (recovered.empty()) {
+    mem_ = new MemTable();
+    mem_->Ref();
+  } else {
+    mem_ = recovered.front();  // the replay's reference becomes mem_'s
+  }
+  mem_log_number_ = versions_->log_number();
+  InstallSuperVersionLocked();
+  CFS_ASSERT(imm_ == nullptr && wal_ == nullptr);
+  return Status::OK();
+}
+
 io::Task<Status> DBImpl::ReplayWal(const std::vector<std::uint64_t>& log_numbers,
                                    std::vector<MemTable*>* recovered, SequenceNumber* max_sequence,
                                    std::set<std::uint64_t>* replayed_vlogs) {
@@ -444,7 +485,12 @@ io::Task<Status> DBImpl::ReplayWal(const std::vector<std::uint64_t>& log_numbers
     if (count > 0) {
       *max_sequence = std::max(*max_sequence, WriteBatchInternal::Sequence(batch) + count - 1);
     }
-    if (mem->ApproximateMemoryUsage() >= options_.write_buffer_size_bytes) {
+    // Read-only, every record goes to one memtable: it is never flushed, and the read path
+    // sees one active memtable beside at most one immutable one. Its size is bounded by the
+    // records the WAL holds beyond the manifest's log number: the memtables the writer had
+    // not yet flushed (mem_ and imm_, about 2 x its write_buffer_size_bytes, plus the batch
+    // that filled the last; docs/engine.md "Read-only open").
+    if (!options_.read_only && mem->ApproximateMemoryUsage() >= options_.write_buffer_size_bytes) {
       mem = nullptr;  // the next record starts another memtable; each becomes one SST
     }
     return Status::OK();
@@ -643,7 +689,12 @@ DBImpl::WriteStep DBImpl::TryWriteLocked(const WriteBatch& batch, const BatchPla
   return WriteStep::kDone;
 }
 
+Status DBImpl::ReadOnlyError(std::string_view what) const {
+  return Status::NotSupported(dir_ + ": " + std::string(what) + ": the store is opened read-only");
+}
+
 Status DBImpl::Write(const WriteOptions& options, const WriteBatch& batch) {
+  if (options_.read_only) return ReadOnlyError("write");
   BatchPlan plan;
   plan.sync = options.sync;
   CFS_RETURN_IF_ERROR(PlanBatch(batch, &plan));
@@ -731,6 +782,7 @@ bool DBImpl::ConditionHoldsLocked(const WriteCondition& condition) const {
 
 io::Task<Status> DBImpl::WriteAsyncImpl(const WriteOptions& options, const WriteBatch& batch,
                                         const WriteCondition* condition) {
+  if (options_.read_only) co_return ReadOnlyError("write");
   BatchPlan plan;
   plan.sync = options.sync;
   CFS_CO_RETURN_IF_ERROR(PlanBatch(batch, &plan));
@@ -1206,6 +1258,7 @@ DBImpl::WriteStep DBImpl::StartFlushLocked(std::uint64_t* wait_for_flushes, Stat
 }
 
 Status DBImpl::Flush() {
+  if (options_.read_only) return ReadOnlyError("flush");
   std::uint64_t target = 0;
   Status status;
   std::unique_lock lock(mutex_);
@@ -1231,6 +1284,7 @@ Status DBImpl::Flush() {
 }
 
 io::Task<Status> DBImpl::FlushAsync() {
+  if (options_.read_only) co_return ReadOnlyError("flush");
   std::uint64_t target = 0;
   Status status;
   std::unique_lock lock(mutex_);
@@ -1259,7 +1313,8 @@ io::Task<Status> DBImpl::FlushAsync() {
 
 Status DBImpl::Close() {
   std::unique_lock lock(mutex_);
-  if (closed_ || scheduler_ == nullptr || wal_ == nullptr) return Status::OK();
+  // vlog_ is set exactly while the store is open, read-only or not (wal_ only when writable).
+  if (closed_ || scheduler_ == nullptr || vlog_ == nullptr) return Status::OK();
   // A running compaction stops at its next step; a finishing flush starts no new one.
   shutting_down_.store(true, std::memory_order_release);
   while (flush_scheduled_ || compaction_scheduled_ || vlog_gc_scheduled_) {
@@ -1268,18 +1323,22 @@ Status DBImpl::Close() {
   CFS_ASSERT(snapshots_.empty());  // REQUIRES: every snapshot released
   // Every iterator is gone (REQUIRES), so every obsolete file is unreferenced now.
   lock.unlock();
-  scheduler_->BlockOn(DeleteObsoleteFiles(), io::Priority::kBackground);
+  // Read-only: nothing is obsolete (no compaction or GC ran), and nothing may be removed.
+  if (!options_.read_only) scheduler_->BlockOn(DeleteObsoleteFiles(), io::Priority::kBackground);
   lock.lock();
   closed_ = true;
   Status status = bg_error_;
   background_changed_.NotifyAll();
   lock.unlock();
 
-  // The value log first: the WAL's last records may name its last values.
+  // The value log first: the WAL's last records may name its last values. Read-only, neither
+  // writes anything (the value log has no current file, and there is no WAL writer).
   Status vlog_closed = scheduler_->BlockOn(vlog_->Close());
   if (status.ok()) status = vlog_closed;
-  Status wal_closed = scheduler_->BlockOn(wal_->Close());
-  if (status.ok()) status = wal_closed;
+  if (wal_ != nullptr) {
+    Status wal_closed = scheduler_->BlockOn(wal_->Close());
+    if (status.ok()) status = wal_closed;
+  }
   Status manifest_closed = scheduler_->BlockOn(versions_->Close());
   if (status.ok()) status = manifest_closed;
   {
@@ -1410,8 +1469,8 @@ io::Task<void> DBImpl::WaitBeforeNoSpaceRetry() {
 }
 
 void DBImpl::MaybeScheduleCompactionLocked() {
-  if (compaction_scheduled_ || closed_ || super_ == nullptr || !bg_error_.ok() ||
-      shutting_down_.load(std::memory_order_acquire)) {
+  if (options_.read_only || compaction_scheduled_ || closed_ || super_ == nullptr ||
+      !bg_error_.ok() || shutting_down_.load(std::memory_order_acquire)) {
     return;
   }
   const std::array<double, kNumLevels> scores =
@@ -1448,6 +1507,7 @@ io::Task<void> DBImpl::BackgroundCompaction() {
 
 Status DBImpl::CompactLevelForTest(int level) {
   CFS_ASSERT(level >= 0 && level < kNumLevels - 1);
+  if (options_.read_only) return ReadOnlyError("compaction");
   std::unique_lock lock(mutex_);
   while (compaction_scheduled_ && !closed_) background_changed_.WaitBlocking(lock);
   if (closed_) return Status::InvalidArgument(dir_ + ": store is closed");
@@ -1550,7 +1610,7 @@ std::uint64_t DBImpl::PickVlogForGcLocked(double garbage_ratio) const {
 }
 
 void DBImpl::MaybeScheduleVlogGcLocked() {
-  if (vlog_gc_scheduled_ || closed_ || super_ == nullptr || !bg_error_.ok() ||
+  if (options_.read_only || vlog_gc_scheduled_ || closed_ || super_ == nullptr || !bg_error_.ok() ||
       shutting_down_.load(std::memory_order_acquire) || vlog_ == nullptr) {
     return;
   }
@@ -1712,6 +1772,7 @@ io::Task<Status> DBImpl::CollectVlogFile(std::uint64_t number) {
 }
 
 Result<std::uint64_t> DBImpl::RunVlogGcForTest(double garbage_ratio) {
+  if (options_.read_only) return ReadOnlyError("value-log GC");
   if (garbage_ratio < 0) garbage_ratio = options_.vlog_gc_garbage_ratio;
   std::uint64_t collected = 0;
   for (;;) {

@@ -20,6 +20,11 @@
 //  - Reads take the current SuperVersion (memtables + Version, reference counted) and search
 //    mem_, imm_, then the SSTs newest first. SST reads are I/O: a blocking Get runs that part
 //    on the scheduler.
+//  - Opened read-only (Options::read_only): no LOCK, no WAL writer (wal_ stays null), and a
+//    value log without a current file. mem_ holds every record the WAL replay recovered (one
+//    memtable, never flushed), imm_ stays null, and no flush, compaction or GC task is ever
+//    spawned. Writes, Flush and Checkpoint return NotSupported before touching any state;
+//    Open and Close only read the store's files.
 //
 // Invariants:
 //  1. Sequence numbers are assigned under mutex_ in WAL order; last_sequence_ is published
@@ -150,6 +155,12 @@ class DBImpl final : public DB {
   io::Task<Status> ReplayWal(const std::vector<std::uint64_t>& log_numbers,
                              std::vector<MemTable*>* recovered, SequenceNumber* max_sequence,
                              std::set<std::uint64_t>* replayed_vlogs);
+  // The end of OpenAsync for Options::read_only: `recovered` (at most one memtable, whose
+  // reference it takes) becomes mem_; nothing is written. On a replay error it drops them.
+  Status FinishReadOnlyOpen(const Status& replayed, const std::vector<MemTable*>& recovered,
+                            SequenceNumber max_sequence);
+  // NotSupported for `what` (a write, flush, checkpoint, ...) on a read-only store.
+  Status ReadOnlyError(std::string_view what) const;
   Status CheckOptions() const;
   void Log(std::string_view line) const;
 

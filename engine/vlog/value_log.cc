@@ -32,8 +32,9 @@ io::Task<Status> ReadExactly(const RandomAccessFile& file, std::uint64_t offset,
 }
 
 // What one existing file holds: finished (valid footer), or scanned to its first bad record.
-io::Task<Result<VlogFileState>> InspectFile(Env* env, const std::string& path,
-                                            std::uint64_t number) {
+// An unfinished file with records is synced, unless `read_only`.
+io::Task<Result<VlogFileState>> InspectFile(Env* env, const std::string& path, std::uint64_t number,
+                                            bool read_only) {
   auto opened = co_await env->NewRandomAccessFile(path);
   if (!opened.ok()) co_return opened.status();
   const RandomAccessFile& file = *opened.value();
@@ -72,7 +73,7 @@ io::Task<Result<VlogFileState>> InspectFile(Env* env, const std::string& path,
       },
       &state.valid_end);
   if (!scanned.ok()) co_return scanned;
-  if (state.records > 0) {
+  if (state.records > 0 && !read_only) {
     // Left by a crash: its records may sit in the page cache only (a kill -9). Make them
     // durable before recovery writes SSTs that name them.
     auto writer = co_await env->NewWritableFile(path, WriteMode::kOpenExisting);
@@ -82,6 +83,8 @@ io::Task<Result<VlogFileState>> InspectFile(Env* env, const std::string& path,
     if (!synced.ok()) co_return synced;
     if (!closed.ok()) co_return closed;
   }
+  // Read-only, nothing was synced: durable_end then says what a writable open would have made
+  // durable, and nothing reads it (a read-only store records nothing in the manifest).
   state.durable_end = state.valid_end;
   co_return state;
 }
@@ -108,10 +111,17 @@ io::Task<Result<std::unique_ptr<ValueLog>>> ValueLog::Open(
       new ValueLog(env, std::move(dir), options, std::move(allocate_number)));
   std::sort(existing.begin(), existing.end());
   for (std::uint64_t number : existing) {
-    auto state = co_await InspectFile(env, VlogFileName(log->dir_, number), number);
+    auto state =
+        co_await InspectFile(env, VlogFileName(log->dir_, number), number, options.read_only);
     if (!state.ok()) co_return state.status();
     log->recovered_.push_back(state.value());
     log->sealed_[number] = state.value();
+  }
+  if (options.read_only) {
+    // Invariant 5: readable files only; reads of an unfinished one end at its scanned
+    // valid end (ValidEndLocked: sealed_), which replay checks pointers against.
+    CFS_ASSERT(log->current_ == nullptr && log->files_.empty());
+    co_return log;
   }
   auto file = co_await log->CreateFile();
   if (!file.ok()) co_return file.status();
@@ -200,6 +210,7 @@ io::Task<void> ValueLog::WaitForRoom(std::size_t record_bytes) {
 
 Result<ValuePointer> ValueLog::Append(std::string_view key, std::string_view value) {
   std::lock_guard guard(mutex_);
+  CFS_ASSERT(!options_.read_only);
   if (!error_.ok()) return error_;
   CFS_ASSERT(!closed_ && current_ != nullptr);
   if (key.size() > kVlogKeyBytesMax || value.size() > kVlogValueBytesMax) {
@@ -461,6 +472,8 @@ io::Task<Status> ValueLog::Close() {
   std::unique_lock lock(mutex_);
   if (closed_) co_return error_;
   closed_ = true;
+  // Read-only (invariant 5): current_ and prepared_ are null and nothing runs, so what
+  // follows writes and removes nothing.
   std::shared_ptr<File> empty;
   if (current_ != nullptr && current_->records == 0) {
     // Nothing names it: remove it instead of finishing it.
@@ -498,6 +511,7 @@ void ValueLog::Retire(std::uint64_t number) {
 }
 
 io::Task<Status> ValueLog::DeleteFile(std::uint64_t number) {
+  CFS_ASSERT(!options_.read_only);  // invariant 5
   {
     std::lock_guard guard(mutex_);
     CFS_ASSERT(!files_.contains(number));

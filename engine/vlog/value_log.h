@@ -23,6 +23,8 @@
 //  3. Every rolled file has a finish item queued until its footer is synced
 //     (finishes_pending_ counts them).
 //  4. Records are appended to the current file only; a recovered file is never appended to.
+//  5. Opened read-only: current_ and prepared_ stay null, files_ and queue_ stay empty, and
+//     no task is ever spawned: the only I/O is reading.
 //
 // Thread safety: every method may be called from any thread or task. Append and
 // HasRoomFor are called by one caller at a time (under the DB's mutex); lock order: the DB's
@@ -59,6 +61,9 @@ struct ValueLogOptions {
   // Appended bytes not yet written to a file (buffer plus queued chunks): the value log's
   // memory bound. A writer beyond it waits (WaitForRoom).
   std::size_t unwritten_bytes_max = 32 << 20;
+  // Open existing files for reading only (Options::read_only): no file is created, synced or
+  // removed, and there is no current file, so Append must not be called.
+  bool read_only = false;
 };
 
 // What Open found of one file already in the directory, or the state of a live file.
@@ -96,8 +101,11 @@ class ValueLog {
  public:
   // Checks the files `existing` (numbers of NNNNNN.vlog in `dir`): a file with a valid footer
   // is finished; any other is scanned and its valid records end at the first bad one (the
-  // tail of a crash). Then creates a new current file. Corruption naming the file for a file
-  // whose header is damaged and that holds more than a header's bytes.
+  // tail of a crash), and synced when it holds records. Then creates a new current file and
+  // prepares the next. With options.read_only, only the checks: nothing is synced or created,
+  // there is no current file (Append must not be called; Close writes nothing), and reads
+  // of an unfinished file stop at its scanned valid end. Corruption naming the file for a
+  // file whose header is damaged and that holds more than a header's bytes.
   static io::Task<Result<std::unique_ptr<ValueLog>>> Open(
       Env* env, std::string dir, ValueLogOptions options, std::vector<std::uint64_t> existing,
       std::function<std::uint64_t()> allocate_number);
@@ -118,6 +126,7 @@ class ValueLog {
   // Waits until HasRoomFor(record_bytes) or an error.
   io::Task<void> WaitForRoom(std::size_t record_bytes);
   // Appends a record; never blocks. The sticky error after a failed write.
+  // REQUIRES: not opened read-only.
   Result<ValuePointer> Append(std::string_view key, std::string_view value);
   VlogPosition AppendedPosition() const;
   // Makes everything appended before `position` durable.

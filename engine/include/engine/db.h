@@ -10,7 +10,8 @@
 //
 // Thread safety: a DB is safe for concurrent use by many threads and tasks, except Close,
 // which must be the last call. One store directory may be open in one DB at a time; a second
-// Open, in this process or another, fails with Status::Busy ("store is in use").
+// Open, in this process or another, fails with Status::Busy ("store is in use"). A read-only
+// Open (Options::read_only) takes no lock and writes nothing: its caller keeps writers away.
 #pragma once
 
 #include <cstdint>
@@ -117,6 +118,9 @@ class DB {
   // error_if_exists, or options out of range; NotSupported for a store written by a newer
   // format version; Corruption naming the file and offset for damaged store files (a torn
   // WAL tail is not damage: it is cut off, and logged). On error nothing is left open.
+  // With options.read_only the store must exist (InvalidArgument otherwise), no lock is taken,
+  // the replayed WAL stays in memory, and not one byte of the directory changes, neither at
+  // Open nor by later reads or Close; the writing calls return NotSupported.
   // REQUIRES: not on an IO thread of options.scheduler.
   static Result<std::unique_ptr<DB>> Open(const Options& options, const std::string& dir);
 

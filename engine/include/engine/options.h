@@ -41,6 +41,18 @@ struct Options {
   bool create_if_missing = true;
   // Fails Open with InvalidArgument when the store already exists. Default: false.
   bool error_if_exists = false;
+  // Opens an existing store for reading only, writing nothing to its directory (RocksDB's
+  // OpenForReadOnly): for fsck and inspection of a store that may be damaged. Open reads
+  // CURRENT, the manifest, the value logs and the WAL segments the manifest does not cover,
+  // and keeps what the WAL replays in memory (docs/engine.md, "Read-only open"). No LOCK is
+  // taken: the caller makes sure nothing writes the store meanwhile (fsck holds the store's
+  // lock itself). create_if_missing is ignored (a missing store is InvalidArgument); with
+  // error_if_exists Open always fails. Put, Delete, Write, Flush and Checkpoint (and their
+  // coroutine forms) return NotSupported; no flush, compaction or value-log GC ever runs;
+  // Close writes nothing. Memory: the replayed WAL records stay in one memtable, which is
+  // not bounded by write_buffer_size_bytes (the WAL's unflushed records bound it).
+  // Default: false.
+  bool read_only = false;
 
   // The scheduler that runs the store's I/O and background work (flushes, compactions). When
   // null, Open creates one with default options and the store owns it. Share one scheduler between
