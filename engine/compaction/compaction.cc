@@ -20,6 +20,12 @@ std::uint64_t LevelBytes(const std::vector<FileRef>& files) {
 std::string_view SmallestUserKey(const FileRef& file) { return ExtractUserKey(file->smallest); }
 std::string_view LargestUserKey(const FileRef& file) { return ExtractUserKey(file->largest); }
 
+bool OverlapsRange(const FileRef& file, const ManualCompactionRange& range) {
+  if (range.begin && CompareUserKeys(LargestUserKey(file), *range.begin) < 0) return false;
+  if (range.end && CompareUserKeys(SmallestUserKey(file), *range.end) > 0) return false;
+  return true;
+}
+
 // The user-key range covered by `files`. REQUIRES: !files.empty().
 void UserKeyRange(const std::vector<FileRef>& files, std::string* smallest, std::string* largest) {
   CFS_ASSERT(!files.empty());
@@ -109,9 +115,15 @@ std::vector<FileRef> OverlappingFiles(const Version& version, int level,
 
 Compaction::Compaction(std::shared_ptr<const Version> version, int level,
                        const CompactionOptions& options)
-    : version_(std::move(version)), level_(level), options_(options) {
+    : Compaction(std::move(version), level, level + 1, options) {}
+
+Compaction::Compaction(std::shared_ptr<const Version> version, int level, int output_level,
+                       const CompactionOptions& options)
+    : version_(std::move(version)), level_(level), output_level_(output_level), options_(options) {
   CFS_ASSERT(version_ != nullptr);
-  CFS_ASSERT(level >= 0 && level < kNumLevels - 1);
+  CFS_ASSERT(level >= 0 && level < kNumLevels);
+  CFS_ASSERT(output_level == level + 1 || (output_level == level && level >= 1));
+  CFS_ASSERT(output_level < kNumLevels);
 }
 
 std::uint64_t Compaction::InputBytes() const {
@@ -121,7 +133,7 @@ std::uint64_t Compaction::InputBytes() const {
 std::uint64_t Compaction::GrandparentOverlapBytes() const { return LevelBytes(grandparents_); }
 
 bool Compaction::IsTrivialMove() const {
-  return inputs_[0].size() == 1 && inputs_[1].empty() &&
+  return output_level_ != level_ && inputs_[0].size() == 1 && inputs_[1].empty() &&
          GrandparentOverlapBytes() <= options_.MaxGrandparentOverlapBytes();
 }
 
@@ -168,7 +180,7 @@ std::string Compaction::LargestLevelInputKey() const {
 void Compaction::AddInputDeletions(VersionEdit* edit) const {
   for (int which = 0; which < 2; ++which) {
     for (const FileRef& file : inputs_[static_cast<std::size_t>(which)]) {
-      edit->RemoveFile(level_ + which, file->number);
+      edit->RemoveFile(which == 0 ? level_ : output_level_, file->number);
     }
   }
   edit->SetCompactPointer(level_, LargestLevelInputKey());
@@ -230,6 +242,68 @@ std::unique_ptr<Compaction> PickCompaction(const std::shared_ptr<const Version>&
   }
   if (scores[static_cast<std::size_t>(best_level)] < 1.0) return nullptr;
   return PickCompactionAt(version, best_level, compact_pointers, options);
+}
+
+std::unique_ptr<Compaction> PickManualCompaction(const std::shared_ptr<const Version>& version,
+                                                 int level, int output_level,
+                                                 const ManualCompactionRange& range,
+                                                 const std::optional<std::string>& after,
+                                                 const std::set<std::uint64_t>& skip,
+                                                 const CompactionOptions& options) {
+  CFS_ASSERT(level >= 0 && level < kNumLevels);
+  CFS_ASSERT(level > 0 || (!after.has_value() && skip.empty()));
+  const auto& files = version->files[static_cast<std::size_t>(level)];
+  const bool in_place = output_level == level;
+  std::vector<FileRef> inputs;
+  std::string smallest;
+  std::string largest;
+  if (level == 0) {
+    for (const FileRef& file : files) {
+      if (OverlapsRange(file, range)) inputs.push_back(file);
+    }
+    if (inputs.empty()) return nullptr;
+    // Every level-0 file sharing keys with those: an older version must not stay above a
+    // newer one that moves down.
+    UserKeyRange(inputs, &smallest, &largest);
+    inputs = OverlappingFiles(*version, 0, smallest, largest);
+  } else {
+    auto qualifies = [&](const FileRef& file) {
+      return OverlapsRange(file, range) &&
+             (!after.has_value() || CompareUserKeys(LargestUserKey(file), *after) > 0) &&
+             !skip.contains(file->number);
+    };
+    std::size_t i = 0;
+    while (i < files.size() && !qualifies(files[i])) ++i;
+    std::uint64_t input_bytes = 0;
+    for (; i < files.size() && qualifies(files[i]); ++i) {
+      // Level >= 1 is sorted and disjoint: the run's range is its first file's smallest key to
+      // the last file's largest.
+      const std::string_view run_smallest =
+          inputs.empty() ? SmallestUserKey(files[i]) : SmallestUserKey(inputs.front());
+      std::uint64_t step_bytes = input_bytes + files[i]->file_size_bytes;
+      if (!in_place) {
+        step_bytes += LevelBytes(
+            OverlappingFiles(*version, level + 1, run_smallest, LargestUserKey(files[i])));
+      }
+      if (!inputs.empty() && step_bytes > options.MaxManualCompactionBytes()) break;
+      input_bytes += files[i]->file_size_bytes;
+      inputs.push_back(files[i]);
+    }
+    if (inputs.empty()) return nullptr;
+  }
+  auto compaction = std::make_unique<Compaction>(version, level, output_level, options);
+  compaction->inputs_[0] = std::move(inputs);
+  UserKeyRange(compaction->inputs_[0], &smallest, &largest);
+  if (!in_place) {
+    compaction->inputs_[1] = OverlappingFiles(*version, output_level, smallest, largest);
+  }
+  if (output_level + 1 < kNumLevels) {
+    std::vector<FileRef> all = compaction->inputs_[0];
+    all.insert(all.end(), compaction->inputs_[1].begin(), compaction->inputs_[1].end());
+    UserKeyRange(all, &smallest, &largest);
+    compaction->grandparents_ = OverlappingFiles(*version, output_level + 1, smallest, largest);
+  }
+  return compaction;
 }
 
 }  // namespace cascadefs::engine

@@ -11,6 +11,11 @@
 // overlapping their user-key range. The grandparents (level+2 files overlapping the inputs)
 // bound how much a single output file may overlap there (ShouldStopBefore).
 //
+// A manual compaction (DB::CompactRange) is a series of Compactions picked by
+// PickManualCompaction: each merges files overlapping the user's range into the next level, and
+// the last ones rewrite files of the bottom level in place (output_level() == level()), which
+// drops the deletion markers and hidden versions nothing below needs.
+//
 // A Compaction is a plain value computed from one immutable Version, which it holds; the
 // picking functions are pure, so the unit tests drive them with hand-made Versions.
 //
@@ -25,6 +30,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +55,18 @@ struct CompactionOptions {
   // An output stops early once it overlaps this many bytes of grandparent files: a later
   // compaction of that output then reads at most about this much of the level below.
   std::uint64_t MaxGrandparentOverlapBytes() const { return 10 * target_file_size_bytes; }
+  // A step of a manual compaction of level >= 1 takes consecutive files of the level while its
+  // input bytes (with the overlapping files of the output level) stay within this, so one step
+  // holds the compaction slot for a bounded time (RocksDB's max_compaction_bytes default).
+  // Level 0 is not split: its files overlap, so every one sharing keys goes in one step.
+  std::uint64_t MaxManualCompactionBytes() const { return 25 * target_file_size_bytes; }
+};
+
+// The user keys a manual compaction covers: [begin, end], both inclusive; nullopt leaves that
+// side unbounded.
+struct ManualCompactionRange {
+  std::optional<std::string> begin;
+  std::optional<std::string> end;
 };
 
 // The most bytes level `level` (1 ..= kNumLevels - 1) may hold before it is compacted.
@@ -65,11 +84,17 @@ using CompactPointers = std::array<std::string, kNumLevels>;
 
 class Compaction {
  public:
+  // Merges files of `level` into level + 1. REQUIRES: 0 <= level < kNumLevels - 1.
   Compaction(std::shared_ptr<const Version> version, int level, const CompactionOptions& options);
+  // Merges files of `level` into `output_level`: level + 1, or `level` itself (in place, only
+  // for a manual compaction of the bottom level). REQUIRES: output_level == level + 1 <
+  // kNumLevels, or output_level == level >= 1.
+  Compaction(std::shared_ptr<const Version> version, int level, int output_level,
+             const CompactionOptions& options);
 
   int level() const { return level_; }
-  int output_level() const { return level_ + 1; }
-  // which == 0: files of level(); which == 1: files of output_level().
+  int output_level() const { return output_level_; }
+  // which == 0: files of level(); which == 1: files of output_level() (empty in place).
   const std::vector<FileRef>& inputs(int which) const { return inputs_[which]; }
   const std::vector<FileRef>& grandparents() const { return grandparents_; }
   const Version& input_version() const { return *version_; }
@@ -77,7 +102,7 @@ class Compaction {
   std::uint64_t GrandparentOverlapBytes() const;
 
   // One input file, nothing to merge with in output_level(), and little grandparent overlap:
-  // the file can move down by a manifest edit alone, with no I/O.
+  // the file can move down by a manifest edit alone, with no I/O. Never in place.
   bool IsTrivialMove() const;
 
   // True when no level below output_level() has a file whose range holds `user_key`, so a
@@ -90,8 +115,8 @@ class Compaction {
   // successive calls pass keys in ascending order.
   bool ShouldStopBefore(std::string_view internal_key);
 
-  // Adds the removal of every input file to `edit`, and the level's new compaction pointer
-  // (the largest key of the level's inputs).
+  // Adds the removal of every input file to `edit` (from level() and output_level()), and the
+  // level's new compaction pointer (the largest key of the level's inputs).
   void AddInputDeletions(VersionEdit* edit) const;
   // The largest internal key among inputs(0).
   std::string LargestLevelInputKey() const;
@@ -101,9 +126,14 @@ class Compaction {
                                                       int level,
                                                       const CompactPointers& compact_pointers,
                                                       const CompactionOptions& options);
+  friend std::unique_ptr<Compaction> PickManualCompaction(
+      const std::shared_ptr<const Version>& version, int level, int output_level,
+      const ManualCompactionRange& range, const std::optional<std::string>& after,
+      const std::set<std::uint64_t>& skip, const CompactionOptions& options);
 
   const std::shared_ptr<const Version> version_;
   const int level_;
+  const int output_level_;
   const CompactionOptions options_;
   std::array<std::vector<FileRef>, 2> inputs_;
   std::vector<FileRef> grandparents_;
@@ -131,5 +161,22 @@ std::unique_ptr<Compaction> PickCompaction(const std::shared_ptr<const Version>&
 std::unique_ptr<Compaction> PickCompactionAt(const std::shared_ptr<const Version>& version,
                                              int level, const CompactPointers& compact_pointers,
                                              const CompactionOptions& options);
+
+// One step of a manual compaction (DB::CompactRange; docs/engine.md, "Manual compaction"): the
+// files of `level` that overlap `range`, reach past `after` (their largest user key is above
+// it; nullopt: no such bound) and are not in `skip`, to be merged into `output_level`. Level 0
+// takes every overlapping file, widened transitively (OverlappingFiles). Level >= 1 takes the
+// first qualifying file and the qualifying files right after it, while the input bytes (with
+// the overlapping files of level + 1 when moving down) stay within MaxManualCompactionBytes:
+// a run of neighbours, so that the outputs of an in-place step never overlap a file it left
+// out. Null when no file qualifies.
+// REQUIRES: output_level == level + 1 < kNumLevels, or output_level == level >= 1; on level 0
+// `after` is nullopt and `skip` empty.
+std::unique_ptr<Compaction> PickManualCompaction(const std::shared_ptr<const Version>& version,
+                                                 int level, int output_level,
+                                                 const ManualCompactionRange& range,
+                                                 const std::optional<std::string>& after,
+                                                 const std::set<std::uint64_t>& skip,
+                                                 const CompactionOptions& options);
 
 }  // namespace cascadefs::engine

@@ -1378,6 +1378,7 @@ DbStats DBImpl::stats() const {
   out.compactions_failed_no_space =
       counters_.compactions_failed_no_space.load(std::memory_order_relaxed);
   out.flushes_failed_no_space = counters_.flushes_failed_no_space.load(std::memory_order_relaxed);
+  out.manual_compactions = counters_.manual_compactions.load(std::memory_order_relaxed);
   out.obsolete_files_deleted = counters_.obsolete_files_deleted.load(std::memory_order_relaxed);
   out.last_sequence = last_sequence_.load(std::memory_order_relaxed);
   if (wal_) {
@@ -1476,6 +1477,8 @@ void DBImpl::MaybeScheduleCompactionLocked() {
   const std::array<double, kNumLevels> scores =
       ComputeScores(*versions_->current(), compaction_options_);
   if (*std::max_element(scores.begin(), scores.end()) < 1.0) return;
+  // A CompactRange waits for the slot: it runs the automatic picks itself between its steps.
+  if (manual_compactions_waiting_ > 0) return;
   compaction_scheduled_ = true;  // invariant 5
   scheduler_->Spawn(BackgroundCompaction(), io::Priority::kBackground);
 }
@@ -1531,6 +1534,12 @@ io::Task<Status> DBImpl::CompactOnce(int forced_level) {
                         : PickCompaction(versions_->current(), versions_->compact_pointers(),
                                          compaction_options_);
   if (compaction == nullptr) co_return Status::OK();
+  co_return co_await RunCompaction(std::move(compaction), nullptr);
+}
+
+io::Task<Status> DBImpl::RunCompaction(std::unique_ptr<Compaction> compaction,
+                                       std::vector<std::uint64_t>* outputs) {
+  CFS_ASSERT(compaction != nullptr);
   const auto start = std::chrono::steady_clock::now();
   VersionEdit edit;
   Status status;
@@ -1565,6 +1574,9 @@ io::Task<Status> DBImpl::CompactOnce(int forced_level) {
     if (status.ok()) {
       counters_.compaction_bytes_read.fetch_add(result.bytes_read, std::memory_order_relaxed);
       counters_.compaction_bytes_written.fetch_add(result.bytes_written, std::memory_order_relaxed);
+      if (outputs != nullptr) {
+        for (const FileMetaData& meta : result.outputs) outputs->push_back(meta.number);
+      }
       std::lock_guard guard(mutex_);
       // Invariant 7: the edit dropping the inputs is durable.
       for (int which = 0; which < 2; ++which) {

@@ -16,7 +16,8 @@
 //    of the current Version ask for one (compaction/compaction.h): after each flush, after
 //    each compaction, at Open. It merges files into the next level (compaction_job.h), logs
 //    the edit, installs a new SuperVersion, then deletes the files it made obsolete once no
-//    Version still lists them.
+//    Version still lists them. A manual compaction (CompactRange, compact_range.cc) holds the
+//    same slot for its steps and runs the automatic picks between them.
 //  - Reads take the current SuperVersion (memtables + Version, reference counted) and search
 //    mem_, imm_, then the SSTs newest first. SST reads are I/O: a blocking Get runs that part
 //    on the scheduler.
@@ -34,7 +35,8 @@
 //     SSTs; those segments are recycled.
 //  4. mutex_ is never held across a co_await or a blocking wait other than WaitQueue's.
 //  5. compaction_scheduled_ iff a compaction task is spawned or running (or a test's
-//     CompactLevelForTest runs): at most one compaction at a time.
+//     CompactLevelForTest runs, or a manual compaction holds it: CompactRange): at most one
+//     compaction at a time.
 //  6. manifest_busy_ iff a flush or compaction is inside VersionSet::LogAndApply (they take
 //     turns through LogAndApplyExclusive; VersionSet needs them one at a time).
 //  7. A file in obsolete_files_ is in no manifest state from the last durable edit on; it is
@@ -49,6 +51,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -83,6 +86,8 @@ class DBImpl final : public DB {
   Status Get(const ReadOptions& options, std::string_view key, std::string* value) override;
   Status Flush() override;
   Status Checkpoint(const std::string& dir) override;
+  Status CompactRange(std::optional<std::string_view> begin,
+                      std::optional<std::string_view> end) override;
 
   io::Task<Status> PutAsync(const WriteOptions& options, std::string_view key,
                             std::string_view value) override;
@@ -92,6 +97,8 @@ class DBImpl final : public DB {
                             std::string* value) override;
   io::Task<Status> FlushAsync() override;
   io::Task<Status> CheckpointAsync(std::string dir) override;
+  io::Task<Status> CompactRangeAsync(std::optional<std::string_view> begin,
+                                     std::optional<std::string_view> end) override;
 
   std::unique_ptr<Iterator> NewIterator(const ReadOptions& options) override;
   const Snapshot* GetSnapshot() override;
@@ -239,6 +246,11 @@ class DBImpl final : public DB {
   // Picks (at `forced_level`, or by score when negative) and runs one compaction. OK when
   // there was nothing to do.
   io::Task<Status> CompactOnce(int forced_level);
+  // Runs `compaction` (a trivial move, or a merge) and installs its result; appends the
+  // numbers of the files the merge wrote to *outputs when not null. REQUIRES: the caller holds
+  // the compaction slot (invariant 5).
+  io::Task<Status> RunCompaction(std::unique_ptr<Compaction> compaction,
+                                 std::vector<std::uint64_t>* outputs);
   // Deletes the files of obsolete_files_ no Version lists any more (invariant 7).
   io::Task<void> DeleteObsoleteFiles();
 
@@ -251,6 +263,26 @@ class DBImpl final : public DB {
   // Rewrites the live values of value-log file `number` in bounded steps, flushes, and removes
   // the file from the manifest; the file itself goes once no reader can reach it.
   io::Task<Status> CollectVlogFile(std::uint64_t number);
+
+  // ---- manual compaction (engine/db/compact_range.cc; docs/engine.md, "Manual compaction") ----
+  // CompactRange's whole work: flush, a pass, value-log GC, and a second pass when GC wrote
+  // values again.
+  io::Task<Status> CompactRangeImpl(ManualCompactionRange range);
+  // CompactRangeImpl as a background task that reports to the waiting CompactRangeAsync.
+  struct CompactRangeWaiter;
+  io::Task<void> CompactRangeInBackground(ManualCompactionRange range, CompactRangeWaiter* waiter);
+  struct ManualCompactionProgress;
+  // Takes the compaction slot (waiting for a running compaction), runs the steps, gives the
+  // slot back, and deletes the files they replaced.
+  io::Task<Status> RunManualCompactionPass(const ManualCompactionRange& range,
+                                           ManualCompactionProgress* progress);
+  // The merges, level by level, then the bottom level in place. REQUIRES: the caller holds
+  // the compaction slot (invariant 5).
+  io::Task<Status> RunManualCompactionSteps(const ManualCompactionRange& range,
+                                            ManualCompactionProgress* progress);
+  // Collects the value-log files at or above vlog_gc_garbage_ratio, taking turns with the
+  // background GC task (waiting while it runs); *collected counts them.
+  io::Task<Status> CollectVlogsAfterManualCompaction(std::uint64_t* collected);
 
   // Checkpoint's steps (engine/db/checkpoint.cc). Fills `tmp` with the files of `version`
   // (linked, or copied), a manifest numbered `manifest_number` describing them, and CURRENT,
@@ -291,6 +323,9 @@ class DBImpl final : public DB {
   bool compaction_scheduled_ = false;          // GUARDED_BY(mutex_): invariant 5
   bool manifest_busy_ = false;                 // GUARDED_BY(mutex_): invariant 6
   bool vlog_gc_scheduled_ = false;             // GUARDED_BY(mutex_): at most one GC task
+  // GUARDED_BY(mutex_). CompactRange calls waiting for the compaction slot; while non-zero no
+  // background compaction is spawned, so a busy tree cannot keep the slot from them forever.
+  std::uint32_t manual_compactions_waiting_ = 0;
   // Value-log files GC removed from the manifest, deleted once no Version lists them (the
   // pin expired) and no snapshot older than `collected_at` is held.
   struct ObsoleteVlog {
@@ -333,6 +368,7 @@ class DBImpl final : public DB {
     std::atomic<std::uint64_t> compaction_micros{0};
     std::atomic<std::uint64_t> compactions_failed_no_space{0};
     std::atomic<std::uint64_t> flushes_failed_no_space{0};
+    std::atomic<std::uint64_t> manual_compactions{0};
     std::atomic<std::uint64_t> obsolete_files_deleted{0};
     std::atomic<std::uint64_t> vlog_gc_files{0};
     std::atomic<std::uint64_t> vlog_gc_bytes_rewritten{0};

@@ -125,11 +125,12 @@ bool DBImpl::GetProperty(std::string_view name, std::string* value) const {
                  static_cast<double>(s.write_stall_micros) / 1e6,
                  static_cast<unsigned long long>(s.write_slowdowns));
     AppendFormat(&out,
-                 "compactions: %llu (%llu trivial moves), read %.1f MiB, wrote %.1f MiB, "
-                 "%llu out of space; flushes out of space %llu\n",
+                 "compactions: %llu (%llu trivial moves; %llu manual range compactions), "
+                 "read %.1f MiB, wrote %.1f MiB, %llu out of space; flushes out of space %llu\n",
                  static_cast<unsigned long long>(s.compactions),
-                 static_cast<unsigned long long>(s.trivial_moves), MiB(s.compaction_bytes_read),
-                 MiB(s.compaction_bytes_written),
+                 static_cast<unsigned long long>(s.trivial_moves),
+                 static_cast<unsigned long long>(s.manual_compactions),
+                 MiB(s.compaction_bytes_read), MiB(s.compaction_bytes_written),
                  static_cast<unsigned long long>(s.compactions_failed_no_space),
                  static_cast<unsigned long long>(s.flushes_failed_no_space));
   }

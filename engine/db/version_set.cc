@@ -51,6 +51,11 @@ std::vector<std::uint64_t> VersionSet::TakeObsoleteManifests() {
 
 Status VersionSet::Apply(const Version& base, const VersionEdit& edit, Version* out) {
   *out = base;
+  // Files the edit removes, by number: one it adds again (a trivial move to another level)
+  // keeps its FileMetaData object, so every Version listing the file, before and after the
+  // move, shares one object, and the DB's weak reference to it (db_impl.h, invariant 7)
+  // expires only when none of them lists the file any more.
+  std::map<std::uint64_t, std::shared_ptr<const FileMetaData>> removed_files;
   for (const auto& [level, number] : edit.removed_files()) {
     if (level < 0 || level >= kNumLevels) {
       return Status::Corruption("manifest edit removes a file from level " + std::to_string(level));
@@ -64,6 +69,7 @@ Status VersionSet::Apply(const Version& base, const VersionEdit& edit, Version* 
       return Status::Corruption("manifest edit removes file " + std::to_string(number) +
                                 " which level " + std::to_string(level) + " lacks");
     }
+    removed_files[number] = *it;
     files.erase(it);
   }
   for (const auto& [level, meta] : edit.added_files()) {
@@ -78,8 +84,11 @@ Status VersionSet::Apply(const Version& base, const VersionEdit& edit, Version* 
         }
       }
     }
+    auto moved = removed_files.find(meta.number);
     out->files[static_cast<std::size_t>(level)].push_back(
-        std::make_shared<const FileMetaData>(meta));
+        moved != removed_files.end() && *moved->second == meta
+            ? moved->second
+            : std::make_shared<const FileMetaData>(meta));
   }
   for (const std::uint64_t number : edit.removed_vlogs()) {
     if (out->vlogs.erase(number) == 0) {

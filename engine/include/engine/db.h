@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,6 +75,9 @@ struct DbStats {
   // Memtable flushes that ran out of disk space: the table was removed, the memtable kept,
   // and the flush tried again after a pause.
   std::uint64_t flushes_failed_no_space = 0;
+  // CompactRange calls that returned OK (docs/engine.md, "Manual compaction"). Their steps
+  // count in compactions and the bytes above too.
+  std::uint64_t manual_compactions = 0;
   // The value log (docs/formats/vlog.md).
   std::uint64_t vlog_records_written = 0;     // values separated into the value log
   std::uint64_t vlog_bytes_written = 0;       // bytes written to value-log files
@@ -158,6 +162,36 @@ class DB {
   // targets). REQUIRES: the parent directory of `dir` exists.
   virtual Status Checkpoint(const std::string& dir) = 0;
 
+  // Compacts every key in [*begin, *end] (both inclusive; nullopt leaves that side unbounded)
+  // down to the bottom of the tree now, like RocksDB's CompactRange with bottommost-level
+  // compaction forced (docs/engine.md, "Manual compaction"): the memtable is flushed, then the
+  // SSTs overlapping the range are merged level by level into the deepest non-empty level
+  // (at least level 1), and that level's files in the range are rewritten too. On OK every
+  // entry that was in the range at the call lives in the bottom level, and no deletion marker
+  // and no version hidden by a newer one is left in the range except what a live snapshot
+  // still sees; the replaced SSTs are deleted unless an iterator still reads them. The value
+  // pointers the merge dropped count as value-log garbage, and value-log files whose garbage
+  // reached vlog_gc_garbage_ratio are collected (live values written again, the file deleted
+  // once no reader and no older snapshot can reach it) before the call returns. So the disk
+  // space of deleted and overwritten data is given back by the time it returns.
+  // Writes made while it runs may stay above the bottom level. Steps run at background
+  // priority, in bounded steps, within compaction_rate_limit_mb_per_sec, one compaction at a
+  // time with the automatic ones (which keep running between its steps, so level 0 does not
+  // stall writers meanwhile); outputs are cut at target_file_size_bytes.
+  // Errors: InvalidArgument when *begin > *end or the store is closed; the background error of
+  // a store that refuses writes; NoSpace when a step's outputs did not fit (they are removed,
+  // nothing changed, the store keeps serving: free space and call again); Cancelled when the
+  // store began closing; the error of a failed flush, merge or manifest write (which, as for
+  // any compaction, makes the store refuse writes until reopened) or of value-log GC (the
+  // compaction itself is then done and kept); Busy, with the work done so far kept, in the
+  // unlikely case that concurrent writes kept adding files to the range for longer than the
+  // step bound (docs/engine.md). Value-log GC meeting new writes to the same keys again and
+  // again is not an error: those files are left to background GC and OK is returned.
+  // Thread safety: may run with any reads and writes, and with other CompactRange calls (they
+  // take turns). REQUIRES: not on an IO thread of the store's scheduler.
+  virtual Status CompactRange(std::optional<std::string_view> begin,
+                              std::optional<std::string_view> end) = 0;
+
   // Coroutine forms. REQUIRES: awaited on an IO thread of the store's scheduler.
   virtual io::Task<Status> PutAsync(const WriteOptions& options, std::string_view key,
                                     std::string_view value) = 0;
@@ -168,6 +202,11 @@ class DB {
   virtual io::Task<Status> FlushAsync() = 0;
   // `dir` is copied into the task: it need not outlive the call.
   virtual io::Task<Status> CheckpointAsync(std::string dir) = 0;
+  // `begin` and `end` must stay valid until the task starts (await it at once): they are
+  // copied then. The compaction itself runs as a task of background priority that this one
+  // waits for.
+  virtual io::Task<Status> CompactRangeAsync(std::optional<std::string_view> begin,
+                                             std::optional<std::string_view> end) = 0;
 
   // A new iterator over the store as of now (or options.snapshot). Caller owns it and must
   // destroy it before Close. Creating it does no I/O: position it before use.

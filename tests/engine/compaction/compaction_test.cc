@@ -3,12 +3,16 @@
 // Goal: the picker chooses what LevelDB's leveled scheme would (highest score >= 1, the
 // file after the compaction pointer, level-0 inputs widened transitively, overlapping files
 // of the next level), detects trivial moves, and answers IsBaseLevelForKey and
-// ShouldStopBefore right. Method: hand-made Versions of FileMetaData (no files, no I/O).
+// ShouldStopBefore right; a manual compaction (PickManualCompaction) takes the files of the
+// range, a run at a time, and compacts the bottom level in place. Method: hand-made Versions
+// of FileMetaData (no files, no I/O).
 #include "compaction/compaction.h"
 
 #include <algorithm>
 #include <limits>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -190,6 +194,88 @@ TEST(CompactionTest, ShouldStopBeforeCutsOnceGrandparentOverlapExceedsTenTargets
   EXPECT_TRUE(compaction->ShouldStopBefore(key("e")));   // passed d: 12,000 > 10,000
   EXPECT_FALSE(compaction->ShouldStopBefore(key("g")));  // a new output: 6,000
   EXPECT_TRUE(compaction->ShouldStopBefore(key("i")));
+}
+
+TEST(CompactionTest, ManualLevel0TakesEveryFileOfTheRangeWidenedTransitively) {
+  auto version = std::make_shared<Version>();
+  // Newest first. The range c..d meets 10 (c..e) only; 11 (d..g) overlaps 10 too, 12 (g..h)
+  // overlaps 11; 13 (x..y) shares nothing with them.
+  version->files[0] = {File(13, "x", "y"), File(12, "g", "h"), File(11, "e", "g"),
+                       File(10, "a", "e")};
+  version->files[1] = {File(1, "a", "b"), File(2, "h", "k"), File(3, "m", "n")};
+  const ManualCompactionRange range{std::string("c"), std::string("d")};
+  auto compaction = PickManualCompaction(version, 0, 1, range, std::nullopt, {}, SmallOptions());
+  ASSERT_NE(compaction, nullptr);
+  EXPECT_EQ(compaction->output_level(), 1);
+  EXPECT_EQ(Numbers(compaction->inputs(0)), (std::vector<std::uint64_t>{12, 11, 10}));
+  EXPECT_EQ(Numbers(compaction->inputs(1)), (std::vector<std::uint64_t>{1, 2}));
+  // Unbounded on both sides: the whole level.
+  compaction = PickManualCompaction(version, 0, 1, {}, std::nullopt, {}, SmallOptions());
+  ASSERT_NE(compaction, nullptr);
+  EXPECT_EQ(compaction->inputs(0).size(), 4u);
+  // A range between the files meets none.
+  const ManualCompactionRange gap{std::string("i"), std::string("w")};
+  EXPECT_EQ(PickManualCompaction(version, 0, 1, gap, std::nullopt, {}, SmallOptions()), nullptr);
+  const ManualCompactionRange after_all{std::string("z"), std::nullopt};
+  EXPECT_EQ(PickManualCompaction(version, 0, 1, after_all, std::nullopt, {}, SmallOptions()),
+            nullptr);
+}
+
+TEST(CompactionTest, ManualDeeperLevelsGoInRunsFromTheCursorWithinTheByteBudget) {
+  auto version = std::make_shared<Version>();
+  // Level 1 files of 10,000 bytes; the budget is 25 x 1,000 = 25,000 bytes per step.
+  version->files[1] = {File(1, "a", "b", 10'000), File(2, "c", "d", 10'000),
+                       File(3, "e", "f", 10'000), File(4, "g", "h", 10'000),
+                       File(5, "i", "j", 10'000)};
+  version->files[2] = {File(6, "d", "e", 1'000)};
+  const ManualCompactionRange range{std::string("b"), std::string("h")};
+  auto first = PickManualCompaction(version, 1, 2, range, std::nullopt, {}, SmallOptions());
+  ASSERT_NE(first, nullptr);
+  // 1 and 2 fit (21,000 with file 6 below); adding 3 would make 31,000.
+  EXPECT_EQ(Numbers(first->inputs(0)), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(Numbers(first->inputs(1)), std::vector<std::uint64_t>{6});
+  const std::optional<std::string> cursor(ExtractUserKey(first->LargestLevelInputKey()));
+  EXPECT_EQ(*cursor, "d");
+  auto second = PickManualCompaction(version, 1, 2, range, cursor, {}, SmallOptions());
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(Numbers(second->inputs(0)), (std::vector<std::uint64_t>{3, 4})) << "5 is past h";
+  EXPECT_EQ(PickManualCompaction(version, 1, 2, range, std::string("h"), {}, SmallOptions()),
+            nullptr);
+  // One file over the budget still makes a step of its own.
+  auto big = std::make_shared<Version>();
+  big->files[1] = {File(1, "a", "b", 100'000), File(2, "c", "d", 1'000)};
+  auto alone = PickManualCompaction(big, 1, 2, {}, std::nullopt, {}, SmallOptions());
+  ASSERT_NE(alone, nullptr);
+  EXPECT_EQ(Numbers(alone->inputs(0)), std::vector<std::uint64_t>{1});
+  EXPECT_TRUE(alone->IsTrivialMove());
+}
+
+TEST(CompactionTest, ManualInPlaceStepsSkipGivenFilesAndNeverMoveOrSpanThem) {
+  auto version = std::make_shared<Version>();
+  version->files[3] = {File(1, "a", "b"), File(2, "c", "d"), File(3, "e", "f"), File(4, "g", "h")};
+  const std::set<std::uint64_t> skip = {2};
+  auto first = PickManualCompaction(version, 3, 3, {}, std::nullopt, skip, SmallOptions());
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(first->level(), 3);
+  EXPECT_EQ(first->output_level(), 3);
+  // The run stops before the skipped file, so the outputs cannot overlap it.
+  EXPECT_EQ(Numbers(first->inputs(0)), std::vector<std::uint64_t>{1});
+  EXPECT_TRUE(first->inputs(1).empty());
+  EXPECT_FALSE(first->IsTrivialMove()) << "in place: the file must be rewritten";
+  EXPECT_TRUE(first->IsBaseLevelForKey("a"));
+  VersionEdit edit;
+  first->AddInputDeletions(&edit);
+  EXPECT_EQ(edit.removed_files(), (std::set<std::pair<int, std::uint64_t>>{{3, 1}}));
+  auto second = PickManualCompaction(version, 3, 3, {}, std::string("b"), skip, SmallOptions());
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(Numbers(second->inputs(0)), (std::vector<std::uint64_t>{3, 4}));
+  // The last level can be compacted in place too; nothing lies below it.
+  auto bottom = std::make_shared<Version>();
+  bottom->files[6] = {File(1, "a", "b")};
+  auto last = PickManualCompaction(bottom, 6, 6, {}, std::nullopt, {}, SmallOptions());
+  ASSERT_NE(last, nullptr);
+  EXPECT_TRUE(last->grandparents().empty());
+  EXPECT_TRUE(last->IsBaseLevelForKey("a"));
 }
 
 }  // namespace

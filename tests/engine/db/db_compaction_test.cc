@@ -317,6 +317,37 @@ TEST_F(DbCompactionTest, AnOpenIteratorKeepsReplacedFilesUntilItIsDestroyed) {
   EXPECT_EQ(SstFilesInDir().size(), live);
 }
 
+// A trivial move lists the same file at a new level. An iterator made before the move reads
+// the file through the older Version; when a later compaction replaces the moved file, the
+// file must stay on disk until that iterator is gone too, not only until the Versions made
+// after the move are gone.
+TEST_F(DbCompactionTest, AFileMovedThenReplacedStaysWhileAnIteratorFromBeforeTheMoveReadsIt) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  Put("a", "deep");
+  Put("z", "deep");
+  ASSERT_TRUE(db_->Flush().ok());
+  ASSERT_TRUE(impl().CompactLevelForTest(0).ok());
+  ASSERT_TRUE(impl().CompactLevelForTest(1).ok());  // level 2 holds a..z
+  Put("b", "moved");
+  Put("c", "moved");
+  ASSERT_TRUE(db_->Flush().ok());
+  std::unique_ptr<Iterator> it = db_->NewIterator({});  // lists the new file at level 0
+  ASSERT_TRUE(impl().CompactLevelForTest(0).ok());      // trivial: the file moves to level 1
+  EXPECT_EQ(db_->stats().trivial_moves, 3u);
+  ASSERT_TRUE(impl().CompactLevelForTest(1).ok());  // merged with level 2: the file is replaced
+  EXPECT_EQ(FilesPerLevel(), (std::vector<std::uint64_t>{0, 0, 1, 0, 0, 0, 0}));
+  std::vector<std::string> seen;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) seen.emplace_back(it->key());
+  ASSERT_TRUE(it->status().ok()) << it->status().ToString();
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c", "z"}));
+  it.reset();
+  ASSERT_TRUE(db_->Close().ok());
+  ASSERT_NO_FATAL_FAILURE(Open());
+  std::uint64_t live = 0;
+  for (std::uint64_t count : FilesPerLevel()) live += count;
+  EXPECT_EQ(SstFilesInDir().size(), live);
+}
+
 TEST_F(DbCompactionTest, DeepLevel0SlowsWritesThenStopsThemUntilCompactionCatchesUp) {
   options_.level0_compaction_trigger = 2;
   options_.level0_slowdown_writes_trigger = 3;
