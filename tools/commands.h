@@ -17,24 +17,36 @@ struct MountArgs {
   std::uint32_t uring_queue_depth = 16;
   std::uint32_t read_ahead_kb = 1024;
   bool value_log = false;
+  std::uint32_t gc_interval_sec = 3600;
 };
 
 struct FsckArgs {
   std::string store;
+  bool repair = false;
+  bool json = false;
+};
+struct GcArgs {
+  std::string store;
+  bool dry_run = false;
   bool json = false;
 };
 
 struct InspectArgs {
   std::string store;
-  std::string what = "summary";  // summary, levels or vlog
+  std::string what = "summary";  // summary, levels, vlog, chunks, file or chunk
+  std::string target;            // file: a path inside the store; chunk: its hash in hex
   bool json = false;
 };
 
 int RunMount(const MountArgs& args);
-// `cascadefs inspect STORE [summary|levels|vlog]`: 0, or 8 when the store cannot be read.
+// `cascadefs inspect STORE [summary|levels|vlog|chunks|file PATH|chunk HASH]`: 0, or 8 when
+// the store cannot be read.
 int RunInspect(const InspectArgs& args);
-// `cascadefs fsck STORE`: 0 clean, 4 errors left, 8 the check could not run (e2fsck's codes).
+// `cascadefs fsck [--repair] STORE`: 0 clean, 1 errors repaired, 4 errors left, 8 the check
+// could not run (e2fsck's codes).
 int RunFsck(const FsckArgs& args);
+// `cascadefs gc STORE`: 0, or 8 when the store could not be collected.
+int RunGc(const GcArgs& args);
 int RunUmount(const std::string& mountpoint);
 int RunStatus(const std::string& mountpoint, bool json);
 

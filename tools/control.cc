@@ -103,4 +103,25 @@ int ListenControl(const std::string& canonical_store) {
   return fd;
 }
 
+bool SendControlRequest(int fd, const char* request) {
+  const std::string line = std::string(request) + "\n";
+  return send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size());
+}
+
+bool ReadControlLine(int fd, std::string* pending, std::string* line) {
+  for (;;) {
+    const std::size_t nl = pending->find('\n');
+    if (nl != std::string::npos) {
+      *line = pending->substr(0, nl);
+      pending->erase(0, nl + 1);
+      return true;
+    }
+    char buf[4096];
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    pending->append(buf, static_cast<std::size_t>(n));
+  }
+}
+
 }  // namespace cascadefs::tools

@@ -18,28 +18,6 @@
 namespace cascadefs::tools {
 namespace {
 
-// Reads one line; false at EOF or error. `fd` has a receive timeout or none.
-bool ReadLine(int fd, std::string* pending, std::string* line) {
-  for (;;) {
-    const std::size_t nl = pending->find('\n');
-    if (nl != std::string::npos) {
-      *line = pending->substr(0, nl);
-      pending->erase(0, nl + 1);
-      return true;
-    }
-    char buf[4096];
-    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    pending->append(buf, static_cast<std::size_t>(n));
-  }
-}
-
-bool SendRequest(int fd, const char* request) {
-  const std::string line = std::string(request) + "\n";
-  return send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size());
-}
-
 // A mount whose daemon is gone (killed): detach it so the mount point is usable again.
 int ClearDeadMount(const std::string& mountpoint) {
   if (geteuid() == 0) {
@@ -77,7 +55,7 @@ int RunUmount(const std::string& mountpoint) {
   }
   const int fd = ConnectControl(entry->store);
   if (fd < 0) return ClearDeadMount(entry->mountpoint);
-  if (!SendRequest(fd, "umount")) {
+  if (!SendControlRequest(fd, "umount")) {
     close(fd);
     return ClearDeadMount(entry->mountpoint);
   }
@@ -85,7 +63,7 @@ int RunUmount(const std::string& mountpoint) {
   std::string line;
   int code = 1;
   bool unmounted = false;
-  while (ReadLine(fd, &pending, &line)) {
+  while (ReadControlLine(fd, &pending, &line)) {
     const nlohmann::json reply = nlohmann::json::parse(line, nullptr, false);
     if (reply.is_discarded()) break;
     if (reply.contains("error")) {
@@ -127,7 +105,7 @@ int RunStatus(const std::string& mountpoint, bool json) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   std::string pending;
   std::string line;
-  const bool ok = SendRequest(fd, "status") && ReadLine(fd, &pending, &line);
+  const bool ok = SendControlRequest(fd, "status") && ReadControlLine(fd, &pending, &line);
   close(fd);
   const nlohmann::json reply = ok ? nlohmann::json::parse(line, nullptr, false) : nlohmann::json();
   if (!ok || reply.is_discarded() || !reply.is_object()) {

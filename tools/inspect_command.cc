@@ -1,6 +1,11 @@
-// inspect_command.cc: `cascadefs inspect STORE [summary|levels|vlog] [--json]` (docs/fsck.md,
-// "inspect"): what a store holds, as tables on a terminal or one JSON object for scripts. Reads
-// the manifest and sizes the directory's files; writes nothing, so it may run beside a mount.
+// inspect_command.cc: `cascadefs inspect STORE [summary|levels|vlog|chunks|file PATH|chunk
+// HASH] [--json]` (docs/fsck.md, "inspect"): what a store holds, as tables on a terminal or one
+// JSON object for scripts. summary, levels and vlog read the manifest and size the directory's
+// files; chunks, file and chunk read the keys through the engine opened read-only. Nothing is
+// written, so inspect may run beside a mount (a file compacted away during the read gives an
+// error: run it again).
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <string>
 
@@ -8,9 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "engine/db.h"
 #include "engine/env.h"
 #include "engine/inspect.h"
 #include "engine/io/scheduler.h"
+#include "engine/options.h"
+#include "fusefs/check.h"
 
 namespace cascadefs::tools {
 namespace {
@@ -105,6 +113,161 @@ void PrintSummary(const std::string& store, const engine::StoreSummary& s) {
   }
 }
 
+int Fail(const std::string& store, std::string_view message) {
+  fmt::print(stderr, "cascadefs inspect: {}: {}\n", store, message);
+  return kExitFailed;
+}
+
+int InspectChunks(engine::DB* db, const InspectArgs& args, std::uint64_t store_bytes) {
+  auto summary = fusefs::SummarizeChunks(db);
+  if (!summary.ok()) return Fail(args.store, summary.status().message());
+  const fusefs::ChunkSummary& c = summary.value();
+  const std::uint64_t live = c.stored_bytes - c.unreferenced_bytes;
+  const double space_amplification =
+      live == 0 ? 1.0 : static_cast<double>(store_bytes) / static_cast<double>(live);
+  if (args.json) {
+    const nlohmann::json out = {{"store", args.store},
+                                {"files", c.files},
+                                {"file_bytes", c.file_bytes},
+                                {"chunks", c.chunks},
+                                {"chunk_bytes", c.chunk_bytes},
+                                {"stored_bytes", c.stored_bytes},
+                                {"referenced_chunk_bytes", c.referenced_chunk_bytes},
+                                {"unreferenced_chunks", c.unreferenced_chunks},
+                                {"unreferenced_bytes", c.unreferenced_bytes},
+                                {"dedup_ratio", c.dedup_ratio()},
+                                {"compression_ratio", c.compression_ratio()},
+                                {"store_bytes", store_bytes},
+                                {"space_amplification", space_amplification}};
+    fmt::print("{}\n", out.dump());
+    return kExitOk;
+  }
+  fmt::print("files              {} ({:.1f} MiB of data, holes excluded)\n", c.files,
+             MiB(c.file_bytes));
+  fmt::print("chunks             {} ({:.1f} MiB, {:.1f} MiB stored)\n", c.chunks,
+             MiB(c.chunk_bytes), MiB(c.stored_bytes));
+  fmt::print("dedup ratio        {:.2f} (file data / referenced chunk bytes)\n", c.dedup_ratio());
+  fmt::print("compression ratio  {:.2f} (chunk bytes / stored bytes)\n", c.compression_ratio());
+  fmt::print("unreferenced       {} chunks, {:.1f} MiB stored (cascadefs gc reclaims them)\n",
+             c.unreferenced_chunks, MiB(c.unreferenced_bytes));
+  fmt::print("space amplification {:.2f} (store on disk / referenced chunks stored)\n",
+             space_amplification);
+  return kExitOk;
+}
+
+int InspectFile(engine::DB* db, const InspectArgs& args) {
+  auto file = fusefs::InspectFile(db, args.target);
+  if (!file.ok()) return Fail(args.store, file.status().message());
+  const fusefs::FileInfo& f = file.value();
+  if (args.json) {
+    nlohmann::json tree = nlohmann::json::array();
+    for (const fusefs::TreeEntryInfo& e : f.tree) {
+      tree.push_back({{"level", e.level},
+                      {"offset", e.offset},
+                      {"length", e.length},
+                      {"chunk", e.chunk},
+                      {"stored_bytes", e.stored_bytes},
+                      {"present", e.present}});
+    }
+    const nlohmann::json out = {{"store", args.store},
+                                {"path", args.target},
+                                {"ino", f.ino},
+                                {"mode", f.mode},
+                                {"nlink", f.nlink},
+                                {"uid", f.uid},
+                                {"gid", f.gid},
+                                {"size", f.size},
+                                {"hole_bytes", f.hole_bytes},
+                                {"mtime_ns", f.mtime_ns},
+                                {"height", f.height},
+                                {"chunker", f.chunker},
+                                {"root", f.root},
+                                {"symlink_target", f.symlink_target},
+                                {"leaves", f.leaves},
+                                {"nodes", f.nodes},
+                                {"stored_bytes", f.stored_bytes},
+                                {"tree", tree}};
+    fmt::print("{}\n", out.dump());
+    return kExitOk;
+  }
+  fmt::print("{}: inode {}, mode {:o}, {} links, owner {}:{}, {} bytes\n", args.target, f.ino,
+             f.mode, f.nlink, f.uid, f.gid, f.size);
+  if (S_ISLNK(f.mode)) fmt::print("symlink to {}\n", f.symlink_target);
+  if (!S_ISREG(f.mode)) return kExitOk;
+  fmt::print(
+      "{} chunker, tree height {}, root {}, {} leaves, {} nodes, {} hole bytes, {} bytes "
+      "stored\n",
+      f.chunker, f.height, f.root.empty() ? "-" : f.root, f.leaves, f.nodes, f.hole_bytes,
+      f.stored_bytes);
+  if (f.tree.empty()) return kExitOk;
+  fmt::print("{:>5}  {:>14}  {:>10}  {:>10}  {}\n", "level", "offset", "length", "stored", "chunk");
+  for (const fusefs::TreeEntryInfo& e : f.tree) {
+    fmt::print("{:>5}  {:>14}  {:>10}  {:>10}  {}{}\n", e.level, e.offset, e.length, e.stored_bytes,
+               e.chunk.empty() ? "(hole)" : e.chunk, e.present ? "" : "  MISSING OR DAMAGED");
+  }
+  return kExitOk;
+}
+
+int InspectChunk(engine::DB* db, const InspectArgs& args) {
+  auto chunk = fusefs::InspectChunk(db, args.target);
+  if (!chunk.ok()) return Fail(args.store, chunk.status().message());
+  const fusefs::ChunkInfo& c = chunk.value();
+  if (args.json) {
+    nlohmann::json refs = nlohmann::json::array();
+    for (const auto& r : c.references) {
+      refs.push_back({{"ino", r.ino}, {"path", r.path}, {"offset", r.offset}});
+    }
+    const nlohmann::json out = {{"store", args.store},
+                                {"chunk", c.chunk},
+                                {"present", c.present},
+                                {"damaged", c.damaged},
+                                {"problem", c.problem},
+                                {"length", c.length},
+                                {"stored_bytes", c.stored_bytes},
+                                {"compressed", c.compressed},
+                                {"node", c.node},
+                                {"references", refs}};
+    fmt::print("{}\n", out.dump());
+    return kExitOk;
+  }
+  if (!c.present) {
+    fmt::print("chunk {}: not in the store\n", c.chunk);
+  } else if (c.damaged) {
+    fmt::print("chunk {}: DAMAGED ({}), {} bytes stored\n", c.chunk, c.problem, c.stored_bytes);
+  } else {
+    fmt::print("chunk {}: {} bytes, {} stored ({}){}\n", c.chunk, c.length, c.stored_bytes,
+               c.compressed ? "zstd" : "raw", c.node ? ", a recipe node" : "");
+  }
+  if (c.references.empty()) {
+    fmt::print("no file refers to it\n");
+    return kExitOk;
+  }
+  for (const auto& r : c.references) {
+    fmt::print("  inode {} {} at offset {}\n", r.ino, r.path.empty() ? "(unreachable)" : r.path,
+               r.offset);
+  }
+  return kExitOk;
+}
+
+// The views over the store's keys: the engine opened read-only.
+int InspectKeys(const InspectArgs& args, std::uint64_t store_bytes) {
+  engine::Options options;
+  options.create_if_missing = false;
+  options.read_only = true;
+  auto db = engine::DB::Open(options, args.store);
+  if (!db.ok()) return Fail(args.store, db.status().message());
+  int exit_code = kExitOk;
+  if (args.what == "chunks") {
+    exit_code = InspectChunks(db.value().get(), args, store_bytes);
+  } else if (args.what == "file") {
+    exit_code = InspectFile(db.value().get(), args);
+  } else {
+    exit_code = InspectChunk(db.value().get(), args);
+  }
+  (void)db.value()->Close();  // read-only: nothing to write
+  return exit_code;
+}
+
 }  // namespace
 
 int RunInspect(const InspectArgs& args) {
@@ -113,6 +276,11 @@ int RunInspect(const InspectArgs& args) {
   if (!std::filesystem::exists(store + "/CURRENT", ec)) {
     fmt::print(stderr, "cascadefs inspect: {}: not a cascadefs store (no CURRENT file)\n", store);
     return kExitFailed;
+  }
+  if ((args.what == "file" || args.what == "chunk") && args.target.empty()) {
+    return Fail(store, "inspect " + args.what + " needs " +
+                           (args.what == "file" ? "a PATH inside the store (/dir/name)"
+                                                : "a chunk HASH (34 hex digits)"));
   }
   auto scheduler = io::Scheduler::Create(io::SchedulerOptions{.io_threads = 1});
   if (!scheduler.ok()) {
@@ -127,6 +295,9 @@ int RunInspect(const InspectArgs& args) {
     return kExitFailed;
   }
   const engine::StoreSummary& s = summary.value();
+  if (args.what == "chunks" || args.what == "file" || args.what == "chunk") {
+    return InspectKeys(args, s.total_bytes());
+  }
   if (args.json) {
     nlohmann::json out;
     if (args.what == "levels") {

@@ -1,8 +1,8 @@
 // main.cc: the `cascadefs` command line.
 //
-// Subcommands: mount, umount, status (serve, keygen, fsck, inspect and gc join as their issues
-// land). This file parses the command line with CLI11 and turns every failure into
-// the one-line error and exit code of STYLE.md ("cascadefs <command>: <path or key>: <cause>").
+// Subcommands: mount, umount, status, fsck, inspect, gc (serve and keygen join with sync).
+// This file parses the command line with CLI11 and turns every failure into the one-line
+// error and exit code of STYLE.md ("cascadefs <command>: <path or key>: <cause>").
 // It is the only place that catches an exception: CLI11 reports parse errors by throwing.
 #include <cstdio>
 #include <exception>
@@ -47,6 +47,11 @@ int Run(int argc, char** argv) {
                    "the kernel's read-ahead for the mount in KiB, 0 to leave the kernel's 128 "
                    "(default 1024; needs root)")
       ->check(CLI::Range(0, 65536));
+  mount
+      ->add_option("--gc-interval", mount_args.gc_interval_sec,
+                   "seconds between background gc cycles that delete chunks no file refers to; "
+                   "0 for none (default 3600)")
+      ->check(CLI::Range(0, 31'536'000));
   mount->add_flag("--value-log", mount_args.value_log,
                   "keep chunks in the engine's value log: written once, not rewritten by "
                   "compactions (off until cascadefs gc reclaims deleted files' chunks)");
@@ -67,19 +72,35 @@ int Run(int argc, char** argv) {
   cascadefs::tools::FsckArgs fsck_args;
   CLI::App* fsck = app.add_subcommand(
       "fsck",
-      "check every file of a store that is not mounted (exit 0 clean, 4 errors, 8 "
-      "could not check)");
+      "check every file, chunk, recipe and inode of a store that is not mounted (exit 0 "
+      "clean, 1 repaired, 4 errors left, 8 could not check)");
   fsck->add_option("STORE", fsck_args.store, "the store directory")->required();
+  fsck->add_flag("--repair", fsck_args.repair,
+                 "fix what can be fixed without guessing (link counts, entries, orphans to "
+                 "/lost+found, unreferenced chunks)");
   fsck->add_flag("--json", fsck_args.json, "one JSON object with every finding");
+
+  cascadefs::tools::GcArgs gc_args;
+  CLI::App* gc = app.add_subcommand(
+      "gc", "delete the chunks no file refers to and give their space back (store not mounted)");
+  gc->add_option("STORE", gc_args.store, "the store directory")->required();
+  gc->add_flag("--dry-run", gc_args.dry_run, "count what would be deleted, delete nothing");
+  gc->add_flag("--json", gc_args.json, "one JSON object");
 
   cascadefs::tools::InspectArgs inspect_args;
   CLI::App* inspect = app.add_subcommand(
-      "inspect", "what a store holds: levels, sizes, value-log garbage (safe beside a mount)");
+      "inspect",
+      "what a store holds: levels, sizes, value-log garbage, dedup, a file's chunks (safe "
+      "beside a mount)");
   inspect->add_option("STORE", inspect_args.store, "the store directory")->required();
   inspect
       ->add_option("WHAT", inspect_args.what,
-                   "summary (default), levels (SSTs per level) or vlog (garbage per value log)")
-      ->check(CLI::IsMember({"summary", "levels", "vlog"}));
+                   "summary (default), levels (SSTs per level), vlog (garbage per value log), "
+                   "chunks (dedup and compression), file PATH (its chunk tree) or chunk HASH "
+                   "(the files that refer to it)")
+      ->check(CLI::IsMember({"summary", "levels", "vlog", "chunks", "file", "chunk"}));
+  inspect->add_option("TARGET", inspect_args.target,
+                      "for file: a path inside the store (/dir/name); for chunk: its hash");
   inspect->add_flag("--json", inspect_args.json, "one JSON object");
 
   try {
@@ -97,6 +118,7 @@ int Run(int argc, char** argv) {
   if (status->parsed()) return cascadefs::tools::RunStatus(status_point, status_json);
   if (fsck->parsed()) return cascadefs::tools::RunFsck(fsck_args);
   if (inspect->parsed()) return cascadefs::tools::RunInspect(inspect_args);
+  if (gc->parsed()) return cascadefs::tools::RunGc(gc_args);
   fmt::print(stderr, "{}", app.help());
   return 2;
 }

@@ -62,7 +62,12 @@ nlohmann::json StatsJson(const fusefs::MountStats& s) {
           {"engine_sst_files", s.engine_sst_files},
           {"engine_sst_bytes", s.engine_sst_bytes},
           {"engine_block_cache_bytes", s.engine_block_cache_bytes},
-          {"memory_rss_bytes", s.memory_rss_bytes}};
+          {"memory_rss_bytes", s.memory_rss_bytes},
+          {"gc_cycles", s.gc_cycles},
+          {"gc_deleted_chunks", s.gc_deleted_chunks},
+          {"gc_deleted_bytes", s.gc_deleted_bytes},
+          {"gc_last_error", s.gc_last_error},
+          {"read_retries", s.read_retries}};
 }
 
 void WriteLine(int fd, const nlohmann::json& j) {
@@ -95,6 +100,7 @@ class Daemon {
     stopping_.store(true);
     signals.join();
     control.join();
+    for (std::thread& gc : gc_requests_) gc.join();  // Wait ended their cycles
     close(listen_fd);
     // The umount callers learn how the teardown ended, then their connections close.
     for (int fd : waiting_umounts_) {
@@ -181,6 +187,26 @@ class Daemon {
         } else {
           close(fd);  // refused (files open): the mount keeps serving
         }
+      } else if (request == "gc") {
+        // A cycle may take minutes: on its own thread, so status and umount still answer.
+        gc_requests_.emplace_back([this, fd] {
+          log_->info("gc requested");
+          Result<fusefs::GcReport> report = mount_->CollectGarbage();
+          if (report.ok()) {
+            const fusefs::GcReport& r = report.value();
+            log_->info("gc: deleted {} chunks ({} bytes) of {}", r.deleted_chunks, r.deleted_bytes,
+                       r.chunks);
+            WriteLine(fd, {{"chunks", r.chunks},
+                           {"referenced_chunks", r.referenced_chunks},
+                           {"deleted_chunks", r.deleted_chunks},
+                           {"deleted_bytes", r.deleted_bytes},
+                           {"kept_touched_chunks", r.kept_touched_chunks}});
+          } else {
+            log_->warn("gc: {}", report.status().ToString());
+            WriteLine(fd, {{"error", report.status().ToString()}});
+          }
+          close(fd);
+        });
       } else {
         WriteLine(fd, {{"error", "unknown request: " + request}});
         close(fd);
@@ -193,7 +219,8 @@ class Daemon {
   const std::string mountpoint_;
   std::shared_ptr<spdlog::logger> log_;
   std::atomic<bool> stopping_{false};
-  std::vector<int> waiting_umounts_;  // touched by the control thread, then by Run after join
+  std::vector<int> waiting_umounts_;      // touched by the control thread, then by Run after join
+  std::vector<std::thread> gc_requests_;  // the same: one thread per requested gc cycle
 };
 
 std::shared_ptr<spdlog::logger> MakeLogger(bool to_file, const std::string& store,
@@ -270,6 +297,7 @@ int Serve(const MountArgs& args, const std::string& store, int ready_fd) {
   options.uring_queue_depth = args.uring_queue_depth;
   options.read_ahead_kb = args.read_ahead_kb;
   options.value_log = args.value_log;
+  options.gc_interval_sec = args.gc_interval_sec;
   options.log = [log](std::string_view line) { log->info("{}", line); };
   Result<std::unique_ptr<fusefs::Mount>> mount = fusefs::Mount::Start(options);
   if (!mount.ok()) {

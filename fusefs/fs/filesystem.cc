@@ -45,6 +45,8 @@ std::uint64_t DecodeBig64(std::string_view bytes) {
 constexpr std::int64_t kSpaceCheckIntervalNs = 100'000'000;
 // Directory depth IsAncestor walks before it gives up (ELOOP): a cycle would be damage.
 constexpr int kDirectoryDepthMax = 65536;
+// Reads of a file whose root was replaced (and its old chunks collected) while the read ran.
+constexpr int kReadRetriesMax = 4;
 
 }  // namespace
 
@@ -93,10 +95,41 @@ class Filesystem::InodeRef {
   std::shared_ptr<Inode> inode_;
 };
 
+namespace {
+
+// The engine's chunk store behind the gc fence: a Put records its name (and waits while gc
+// deletes it) before it looks for the chunk (gc_fence.h, point 2).
+class FencedChunkStore final : public ChunkStore {
+ public:
+  FencedChunkStore(std::unique_ptr<ChunkStore> inner, ChunkGcFence* fence)
+      : inner_(std::move(inner)), fence_(fence) {}
+
+  io::Task<Result<std::string>> Get(const ChunkName& name) override { return inner_->Get(name); }
+  io::Task<Result<PutOutcome>> Put(const ChunkName& name, std::string_view data) override {
+    co_await fence_->Touch(name);
+    Result<PutOutcome> outcome = co_await inner_->Put(name, data);
+    if (outcome.ok() && outcome.value().added) {
+      stats_.chunks_added.fetch_add(1, std::memory_order_relaxed);
+      stats_.logical_bytes_added.fetch_add(data.size(), std::memory_order_relaxed);
+      stats_.stored_bytes_added.fetch_add(outcome.value().stored_bytes, std::memory_order_relaxed);
+    } else if (outcome.ok()) {
+      stats_.chunks_deduplicated.fetch_add(1, std::memory_order_relaxed);
+    }
+    co_return outcome;
+  }
+  io::Task<Result<bool>> Contains(const ChunkName& name) override { return inner_->Contains(name); }
+
+ private:
+  std::unique_ptr<ChunkStore> inner_;
+  ChunkGcFence* const fence_;
+};
+
+}  // namespace
+
 Filesystem::Filesystem(engine::DB* db, FsOptions options)
     : db_(db),
       options_(std::move(options)),
-      chunk_store_(NewEngineChunkStore(db)),
+      chunk_store_(std::make_unique<FencedChunkStore>(NewEngineChunkStore(db), &gc_fence_)),
       tree_(std::make_unique<RecipeTree>(chunk_store_.get(), ChunkerOptions{})) {}
 
 Filesystem::~Filesystem() = default;
@@ -815,39 +848,57 @@ io::Task<int> Filesystem::Read(std::uint64_t ino, std::uint64_t offset, std::uin
   InodeRef inode;
   int err = co_await Pin(ino, &inode);
   if (err != 0) co_return err;
-  FileRoot root;
-  std::uint64_t length = 0;
-  DirtyBuffer dirty_part;  // the dirty bytes of the range, as they were when the read began
-  {
-    std::lock_guard lock(state_mutex_);
-    if (S_ISDIR(inode->rec.mode)) co_return EISDIR;
-    const std::uint64_t file_size = inode->rec.size;
-    out->clear();
-    if (offset >= file_size) co_return 0;
-    length = std::min<std::uint64_t>(size, file_size - offset);
-    root = inode->rec.root;
-    for (const auto& [start, data] : inode->dirty.pieces()) {
-      const std::uint64_t end = start + data.size();
-      if (end <= offset || start >= offset + length) continue;
-      const std::uint64_t from = std::max(offset, start);
-      const std::uint64_t to = std::min(offset + length, end);
-      dirty_part.Insert(from, std::string_view(data).substr(from - start, to - from));
+  // A read takes the file's root and reads its chunks without a lock, so an overwrite may
+  // commit a new root meanwhile and gc may then delete chunks only the old root named. Such a
+  // read finds a chunk missing and is read again from the current root, which gc keeps
+  // (gc_fence.h); a chunk missing from the current root is damage (EIO).
+  for (int attempt = 0;; ++attempt) {
+    FileRoot root;
+    std::uint64_t length = 0;
+    DirtyBuffer dirty_part;  // the dirty bytes of the range, as they were when the read began
+    {
+      std::lock_guard lock(state_mutex_);
+      if (S_ISDIR(inode->rec.mode)) co_return EISDIR;
+      const std::uint64_t file_size = inode->rec.size;
+      out->clear();
+      if (offset >= file_size) co_return 0;
+      length = std::min<std::uint64_t>(size, file_size - offset);
+      root = inode->rec.root;
+      for (const auto& [start, data] : inode->dirty.pieces()) {
+        const std::uint64_t end = start + data.size();
+        if (end <= offset || start >= offset + length) continue;
+        const std::uint64_t from = std::max(offset, start);
+        const std::uint64_t to = std::min(offset + length, end);
+        dirty_part.Insert(from, std::string_view(data).substr(from - start, to - from));
+      }
     }
+    if (offset < root.length) {
+      const std::uint64_t tree_bytes = std::min(length, root.length - offset);
+      Status status = co_await tree_->Read(root, offset, tree_bytes, out);
+      if (status.IsNotFound() && attempt < kReadRetriesMax) {
+        bool replaced = false;
+        {
+          std::lock_guard lock(state_mutex_);
+          replaced = !(inode->rec.root == root);
+        }
+        if (replaced) {
+          std::lock_guard lock(stats_mutex_);
+          ++stats_.read_retries;
+          continue;
+        }
+      }
+      if (!status.ok()) {
+        co_return EngineErrno(status, "reading inode " + std::to_string(ino));
+      }
+      if (out->size() != tree_bytes) {
+        Log("inode " + std::to_string(ino) + ": its chunks hold fewer bytes than its size");
+        co_return EIO;
+      }
+    }
+    out->resize(length, '\0');  // past the chunks: bytes only the dirty buffer holds, or zeros
+    if (!dirty_part.empty()) dirty_part.Overlay(offset, length, out->data());
+    co_return 0;
   }
-  if (offset < root.length) {
-    const std::uint64_t tree_bytes = std::min(length, root.length - offset);
-    Status status = co_await tree_->Read(root, offset, tree_bytes, out);
-    if (!status.ok()) {
-      co_return EngineErrno(status, "reading inode " + std::to_string(ino));
-    }
-    if (out->size() != tree_bytes) {
-      Log("inode " + std::to_string(ino) + ": its chunks hold fewer bytes than its size");
-      co_return EIO;
-    }
-  }
-  out->resize(length, '\0');  // past the chunks: bytes only the dirty buffer holds, or zeros
-  if (!dirty_part.empty()) dirty_part.Overlay(offset, length, out->data());
-  co_return 0;
 }
 
 io::Task<int> Filesystem::Write(std::uint64_t ino, std::uint64_t offset, std::string_view data,
@@ -914,6 +965,8 @@ io::Task<int> Filesystem::FlushOthersOverBudget(Inode* self) {
 }
 
 io::Task<int> Filesystem::FlushLocked(Inode* inode) {
+  // From the first chunk written until the root naming them is committed (gc_fence.h).
+  const ChunkGcFence::Token gc_token = gc_fence_.Enter();
   FileRoot root;
   std::uint64_t flushed = 0;
   {
@@ -979,6 +1032,7 @@ io::Task<int> Filesystem::FlushLocked(Inode* inode) {
 }
 
 io::Task<int> Filesystem::TruncateLocked(Inode* inode, std::uint64_t size) {
+  const ChunkGcFence::Token gc_token = gc_fence_.Enter();  // gc_fence.h, point 1
   int err = co_await FlushLocked(inode);
   if (err != 0) co_return err;
   FileRoot root;
@@ -1012,6 +1066,7 @@ io::Task<int> Filesystem::TruncateLocked(Inode* inode, std::uint64_t size) {
 
 io::Task<int> Filesystem::ZeroRangeLocked(Inode* inode, std::uint64_t offset,
                                           std::uint64_t length) {
+  const ChunkGcFence::Token gc_token = gc_fence_.Enter();  // gc_fence.h, point 1
   int err = co_await FlushLocked(inode);
   if (err != 0) co_return err;
   FileRoot root;
@@ -1327,6 +1382,21 @@ io::Task<int> Filesystem::RemoveXattr(std::uint64_t ino, std::string_view name) 
     ++record_epoch_;
   }
   co_return co_await Commit(batch, "removing an xattr");
+}
+
+io::Task<Result<GcReport>> Filesystem::CollectGarbage(GcOptions options) {
+  co_await gc_mutex_.Lock();
+  AsyncMutexUnlocker unlock(gc_mutex_);
+  Result<GcReport> report = co_await CollectGarbageAsync(db_, &gc_fence_, std::move(options));
+  if (report.ok()) {
+    std::lock_guard lock(stats_mutex_);
+    ++stats_.gc_cycles;
+    stats_.gc_deleted_chunks += report.value().deleted_chunks;
+    stats_.gc_deleted_bytes += report.value().deleted_bytes;
+  } else {
+    Log("gc: " + report.status().ToString());
+  }
+  co_return report;
 }
 
 io::Task<Status> Filesystem::FlushAll() {

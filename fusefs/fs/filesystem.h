@@ -34,7 +34,9 @@
 #include "engine/io/task.h"
 #include "fs/async_mutex.h"
 #include "fs/dirty_buffer.h"
+#include "fs/gc_fence.h"
 #include "fs/inode_record.h"
+#include "fusefs/check.h"
 #include "fusefs/chunk_store.h"
 #include "fusefs/recipe.h"
 
@@ -65,6 +67,10 @@ struct FsStats {
   std::uint64_t chunks_written = 0;
   std::uint64_t chunks_reused = 0;
   std::uint64_t wal_syncs = 0;
+  std::uint64_t gc_cycles = 0;  // finished gc cycles
+  std::uint64_t gc_deleted_chunks = 0;
+  std::uint64_t gc_deleted_bytes = 0;
+  std::uint64_t read_retries = 0;  // reads that found a chunk gone and read the new root
 };
 
 // What a create, lookup or link returns: the inode and its attributes.
@@ -177,6 +183,11 @@ class Filesystem {
   // Flushes every file's dirty bytes and syncs (unmount).
   io::Task<Status> FlushAll();
 
+  // One gc cycle over the store while the filesystem runs (fusefs/check.h, fs/gc_fence.h):
+  // deletes the chunks no inode refers to; writes and reads go on meanwhile. Cycles run one at
+  // a time (a second call waits).
+  io::Task<Result<GcReport>> CollectGarbage(GcOptions options);
+
   FsStats stats() const;
 
  private:
@@ -210,6 +221,9 @@ class Filesystem {
 
   engine::DB* const db_;
   const FsOptions options_;
+  // Every chunk Put passes the fence (gc_fence.h); flushes, truncates and punches hold a token.
+  ChunkGcFence gc_fence_;
+  AsyncMutex gc_mutex_;  // one gc cycle at a time
   std::unique_ptr<ChunkStore> chunk_store_;
   std::unique_ptr<RecipeTree> tree_;
 

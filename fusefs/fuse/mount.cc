@@ -155,6 +155,7 @@ class MountImpl final : public Mount {
   Status Unmount() override;
   Status Wait() override;
   MountStats stats() const override;
+  Result<GcReport> CollectGarbage() override;
 
  private:
   void Log(std::string_view line) const {
@@ -170,6 +171,9 @@ class MountImpl final : public Mount {
   Status StartUring(std::string reason_unavailable);
   io::Task<void> UringEntryLoop(std::uint16_t qid);
   void LoopExited();
+  // The periodic gc cycles (MountOptions::gc_interval_sec), until Teardown.
+  void GcLoop();
+  Result<GcReport> RunGc(GcOptions options);
   // Undoes whatever Start did, in reverse order. Idempotent.
   Status Teardown();
 
@@ -183,8 +187,13 @@ class MountImpl final : public Mount {
 
   mutable std::mutex mutex_;
   std::condition_variable loops_done_;
-  std::uint32_t loops_running_ = 0;  // /dev/fuse loops and ring entries; GUARDED_BY(mutex_)
-  bool torn_down_ = false;           // GUARDED_BY(mutex_)
+  std::uint32_t loops_running_ = 0;     // /dev/fuse loops and ring entries; GUARDED_BY(mutex_)
+  bool torn_down_ = false;              // GUARDED_BY(mutex_)
+  std::uint32_t gc_running_ = 0;        // gc cycles using fs_; GUARDED_BY(mutex_)
+  std::condition_variable gc_changed_;  // a cycle ended, or the loop must stop
+  std::thread gc_thread_;
+  std::string gc_last_error_;             // GUARDED_BY(mutex_)
+  std::atomic<bool> gc_stopping_{false};  // Teardown began: a running cycle stops
 
   // The CPU each IO thread is pinned to (-1: not pinned); empty when pinning failed.
   std::vector<int> io_thread_cpus_;
@@ -332,6 +341,7 @@ Status MountImpl::StartImpl() {
   }
   if (!uring_serving_.load()) SpawnServeLoops(options_.requests_in_flight - first_reads);
   SetReadAhead();
+  if (options_.gc_interval_sec > 0) gc_thread_ = std::thread([this] { GcLoop(); });
   Log("mounted " + options_.store_dir + " on " + options_.mountpoint + " (transport " +
       (uring_serving_.load() ? "io-uring" : "dev-fuse") + ")");
   return Status::OK();
@@ -566,11 +576,55 @@ Status MountImpl::Wait() {
   return Teardown();
 }
 
-Status MountImpl::Teardown() {
+void MountImpl::GcLoop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    gc_changed_.wait_for(lock, std::chrono::seconds(options_.gc_interval_sec),
+                         [&] { return torn_down_; });
+    if (torn_down_) return;
+    lock.unlock();
+    GcOptions gc;
+    gc.compact = false;  // background compaction gives the space back in its time
+    Result<GcReport> report = RunGc(gc);
+    if (report.ok() && report.value().deleted_chunks > 0) {
+      Log("gc: deleted " + std::to_string(report.value().deleted_chunks) +
+          " chunks no file refers to (" + std::to_string(report.value().deleted_bytes) + " bytes)");
+    }
+    lock.lock();
+  }
+}
+
+Result<GcReport> MountImpl::RunGc(GcOptions options) {
   {
     std::lock_guard lock(mutex_);
+    if (torn_down_ || fs_ == nullptr) return Status::Busy("the mount is stopping");
+    ++gc_running_;
+  }
+  // An unmount does not wait for a whole cycle: it stops at the next step.
+  options.cancelled = [this] { return gc_stopping_.load(std::memory_order_relaxed); };
+  Result<GcReport> report = scheduler_->BlockOn(fs_->CollectGarbage(std::move(options)));
+  std::lock_guard lock(mutex_);
+  gc_last_error_ = report.ok() ? "" : report.status().ToString();
+  --gc_running_;
+  gc_changed_.notify_all();
+  return report;
+}
+
+Result<GcReport> MountImpl::CollectGarbage() { return RunGc(GcOptions{}); }
+
+Status MountImpl::Teardown() {
+  {
+    std::unique_lock lock(mutex_);
     if (torn_down_) return Status::OK();
     torn_down_ = true;
+    gc_stopping_.store(true);
+    gc_changed_.notify_all();
+  }
+  if (gc_thread_.joinable()) gc_thread_.join();
+  {
+    // A requested cycle (the control thread) finishes before fs_ goes.
+    std::unique_lock lock(mutex_);
+    gc_changed_.wait(lock, [&] { return gc_running_ == 0; });
   }
   Status first;
   auto keep = [&](Status status) {
@@ -631,6 +685,14 @@ MountStats MountImpl::stats() const {
     out.chunks_written = f.chunks_written;
     out.chunks_reused = f.chunks_reused;
     out.fsyncs = f.wal_syncs;
+    out.gc_cycles = f.gc_cycles;
+    out.gc_deleted_chunks = f.gc_deleted_chunks;
+    out.gc_deleted_bytes = f.gc_deleted_bytes;
+    out.read_retries = f.read_retries;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    out.gc_last_error = gc_last_error_;
   }
   if (db_ != nullptr) {
     const engine::DbStats d = db_->stats();
@@ -657,6 +719,9 @@ Result<std::unique_ptr<Mount>> Mount::Start(const MountOptions& options) {
   }
   if (options.read_ahead_kb > 65536) {
     return Status::InvalidArgument("read_ahead_kb must be in 0..65536");
+  }
+  if (options.gc_interval_sec > 31'536'000) {
+    return Status::InvalidArgument("gc_interval_sec must be in 0..31536000");
   }
   if (options.dirty_bytes_max < options.dirty_bytes_per_file_max) {
     return Status::InvalidArgument("dirty_bytes_max must be at least dirty_bytes_per_file_max");

@@ -9,7 +9,7 @@
 // daemon flushed every file, flushed the engine's memtable (the next mount replays no WAL)
 // and closed the store.
 //
-// Thread safety: Unmount and stats may be called from any thread that is not
+// Thread safety: Unmount, stats and CollectGarbage may be called from any thread that is not
 // one of the mount's IO threads; Wait from one thread.
 #pragma once
 
@@ -22,6 +22,7 @@
 
 #include "engine/result.h"
 #include "engine/status.h"
+#include "fusefs/check.h"
 
 namespace cascadefs::fusefs {
 
@@ -74,10 +75,15 @@ struct MountOptions {
   // The engine's block cache. Default: 256 MiB.
   std::uint64_t block_cache_bytes = 256 << 20;
   // Chunks of 512 bytes and more go to the engine's value log (docs/formats/vlog.md): written
-  // once, never rewritten by compactions. Off by default until `cascadefs gc` reclaims the
-  // chunks of deleted files (issue 8): without it a store full of value logs has nothing a
-  // delete frees, while the LSM alone frees compaction's slack. Default: false.
+  // once, never rewritten by compactions. Off by default: with it a deleted file's space
+  // returns only after a gc cycle and the value log's GC, while the LSM alone frees
+  // compaction's slack at once (what a full store needs to make room). Default: false.
   bool value_log = false;
+  // Seconds between the daemon's gc cycles, which delete the chunks no file refers to while
+  // the mount serves (docs/fsck.md, "gc"); the first runs one interval after the start. A
+  // periodic cycle leaves the space to background compaction; `cascadefs gc STORE` runs one
+  // now and compacts. 0: only on request. Range: 0..31,536,000 (a year). Default: 3,600.
+  std::uint32_t gc_interval_sec = 3600;
   // Log lines (engine recovery, damaged records, the unmount). Called from any thread.
   std::function<void(std::string_view)> log;
 };
@@ -110,7 +116,12 @@ struct MountStats {
   std::uint64_t engine_sst_files = 0;
   std::uint64_t engine_sst_bytes = 0;
   std::uint64_t engine_block_cache_bytes = 0;
-  std::uint64_t memory_rss_bytes = 0;         // resident set of the daemon process
+  std::uint64_t memory_rss_bytes = 0;  // resident set of the daemon process
+  std::uint64_t gc_cycles = 0;         // finished gc cycles
+  std::uint64_t gc_deleted_chunks = 0;
+  std::uint64_t gc_deleted_bytes = 0;
+  std::string gc_last_error;       // of the last cycle; empty when it succeeded
+  std::uint64_t read_retries = 0;  // reads that met a root replaced and collected meanwhile
   std::vector<MountRequest> oldest_requests;  // up to 8 in progress, oldest first
 };
 
@@ -133,6 +144,10 @@ class Mount {
   virtual Status Wait() = 0;
 
   virtual MountStats stats() const = 0;
+
+  // Runs one gc cycle now and compacts, while the mount serves; waits for a running cycle
+  // first. Busy when the cycle had to stop (too many writes during it: run it again).
+  virtual Result<GcReport> CollectGarbage() = 0;
 };
 
 }  // namespace cascadefs::fusefs
