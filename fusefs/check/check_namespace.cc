@@ -506,7 +506,9 @@ class Checker {
         AddFix(f, RemoveEntry(*entry));
       }
       for (std::uint64_t c : chain) covered.insert(c);
-      tops.push_back(top);
+      // A top whose record does not decode is reported already; linking it would write an
+      // entry of a type nobody knows, so it and what hangs below it stay where they are.
+      if (Inode(top)->decoded) tops.push_back(top);
     }
     if (tops.empty()) return;
     const std::uint64_t lost_found = LostFound();
