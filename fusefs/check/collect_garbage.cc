@@ -50,21 +50,28 @@ io::Task<Status> Mark(engine::DB* db, const engine::ReadOptions& read, const Nod
   co_return Status::OK();
 }
 
-// Writes one batch of deletes: the names the fence lets go (all of them offline).
+// Writes one batch of deletes: the names the fence lets go (all of them offline). Busy when
+// the fence stopped tracking the cycle's writes (nothing of this batch is deleted).
 io::Task<Status> DeleteBatch(engine::DB* db, ChunkGcFence* fence, std::vector<ChunkName>* batch,
                              std::vector<std::uint64_t>* sizes, GcReport* report) {
+  if (fence != nullptr && fence->Overflowed()) {
+    co_return Status::Busy(
+        "gc stopped: more chunks were written during the cycle than it tracks; run it again");
+  }
   std::vector<ChunkName> names = fence != nullptr ? fence->Claim(*batch) : *batch;
   engine::WriteBatch deletes;
   for (const ChunkName& name : names) deletes.Delete(ChunkKey(name));
   Status status = Status::OK();
   if (deletes.Count() > 0) status = co_await db->WriteAsync(engine::WriteOptions(), deletes);
   if (fence != nullptr) fence->DoneDeleting();
+  if (!status.ok()) status = status.WithContext("deleting unreferenced chunks");
   if (status.ok()) {
     report->deleted_chunks += names.size();
-    // Sizes are known per candidate; a touched (kept) candidate is rare, so this is exact
-    // when nothing was kept and an upper bound otherwise.
-    for (std::size_t i = 0; i < batch->size() && names.size() == batch->size(); ++i) {
+    // Claim keeps the candidates' order, so the deleted names are a subsequence of `batch`.
+    for (std::size_t i = 0, n = 0; i < batch->size() && n < names.size(); ++i) {
+      if ((*batch)[i] != names[n]) continue;
       report->deleted_bytes += (*sizes)[i];
+      ++n;
     }
     report->kept_touched_chunks += batch->size() - names.size();
   }
@@ -146,23 +153,16 @@ io::Task<Result<GcReport>> CollectGarbageAsync(engine::DB* db, ChunkGcFence* fen
       continue;
     }
     if (!co_await it->PrepareValueAsync()) break;
-    batch.push_back(name.value());
-    sizes.push_back(it->value().size());
     if (options.dry_run) {
-      report.deleted_chunks += 1;
-      report.deleted_bytes += sizes.back();
-      batch.clear();
-      sizes.clear();
+      ++report.deleted_chunks;
+      report.deleted_bytes += it->value().size();
       continue;
     }
+    batch.push_back(name.value());
+    sizes.push_back(it->value().size());
     if (batch.size() >= kDeletesPerBatch) {
-      if (fence != nullptr && fence->Overflowed()) {
-        co_return Status::Busy(
-            "gc stopped: more chunks were written during the cycle than it "
-            "tracks; run it again");
-      }
       Status deleted = co_await DeleteBatch(db, fence, &batch, &sizes, &report);
-      if (!deleted.ok()) co_return deleted.WithContext("deleting unreferenced chunks");
+      if (!deleted.ok()) co_return deleted;
       if (options.progress) {
         options.progress({.phase = "delete", .done = report.deleted_chunks, .total = 0});
       }
@@ -170,13 +170,8 @@ io::Task<Result<GcReport>> CollectGarbageAsync(engine::DB* db, ChunkGcFence* fen
   }
   if (!it->status().ok()) co_return it->status().WithContext("reading chunk keys");
   if (!batch.empty()) {
-    if (fence != nullptr && fence->Overflowed()) {
-      co_return Status::Busy(
-          "gc stopped: more chunks were written during the cycle than it "
-          "tracks; run it again");
-    }
     Status deleted = co_await DeleteBatch(db, fence, &batch, &sizes, &report);
-    if (!deleted.ok()) co_return deleted.WithContext("deleting unreferenced chunks");
+    if (!deleted.ok()) co_return deleted;
   }
   // The snapshot would keep every deleted chunk alive through the compaction below; the
   // cycle's deletes are written, so the fence has nothing more to guard either.

@@ -70,8 +70,8 @@ class ChunkGcFence {
   // The cycle's start: Puts are recorded from now on, and the call returns once every Token
   // taken before it is gone. REQUIRES: no cycle running.
   io::Task<void> BeginCycle();
-  // Of `candidates`, the names gc may delete now (not touched); they count as being deleted
-  // until DoneDeleting. Empty once Overflowed.
+  // Of `candidates`, in their order, the names gc may delete now (not touched); they count as being
+  // deleted until DoneDeleting. Empty once Overflowed.
   std::vector<ChunkName> Claim(const std::vector<ChunkName>& candidates);
   void DoneDeleting();
   // True when the touched set passed its bound: the cycle must stop deleting.
