@@ -151,7 +151,8 @@ Result<FileInfo> InspectFile(engine::DB* db, std::string_view path) {
         path.substr(at, slash == std::string_view::npos ? std::string_view::npos : slash - at);
     at = slash == std::string_view::npos ? path.size() : slash + 1;
     if (name.empty() || name == ".") continue;
-    walked += "/" + std::string(name);
+    walked.push_back('/');
+    walked.append(name);
     std::string value;
     Status got = db->Get(engine::ReadOptions(), DirentKey(ino, name), &value);
     if (got.IsNotFound()) return Status::NotFound(walked + ": no such file or directory");
