@@ -100,7 +100,7 @@ class Daemon {
     stopping_.store(true);
     signals.join();
     control.join();
-    for (std::thread& gc : gc_requests_) gc.join();  // Wait ended their cycles
+    for (GcRequest& gc : gc_requests_) gc.thread.join();  // Wait ended their cycles
     close(listen_fd);
     // The umount callers learn how the teardown ended, then their connections close.
     for (int fd : waiting_umounts_) {
@@ -189,24 +189,40 @@ class Daemon {
         }
       } else if (request == "gc") {
         // A cycle may take minutes: on its own thread, so status and umount still answer.
-        gc_requests_.emplace_back([this, fd] {
-          log_->info("gc requested");
-          Result<fusefs::GcReport> report = mount_->CollectGarbage();
-          if (report.ok()) {
-            const fusefs::GcReport& r = report.value();
-            log_->info("gc: deleted {} chunks ({} bytes) of {}", r.deleted_chunks, r.deleted_bytes,
-                       r.chunks);
-            WriteLine(fd, {{"chunks", r.chunks},
-                           {"referenced_chunks", r.referenced_chunks},
-                           {"deleted_chunks", r.deleted_chunks},
-                           {"deleted_bytes", r.deleted_bytes},
-                           {"kept_touched_chunks", r.kept_touched_chunks}});
-          } else {
-            log_->warn("gc: {}", report.status().ToString());
-            WriteLine(fd, {{"error", report.status().ToString()}});
-          }
-          close(fd);
+        // Cycles run one at a time; finished requests are joined here, and at most
+        // kGcRequestsMax wait at once (a client looping on `gc` gets an error, not a thread).
+        std::erase_if(gc_requests_, [](GcRequest& r) {
+          if (!r.done->load()) return false;
+          r.thread.join();
+          return true;
         });
+        if (gc_requests_.size() >= kGcRequestsMax) {
+          WriteLine(fd, {{"error", "Busy: " + std::to_string(kGcRequestsMax) +
+                                       " gc requests are waiting already; try again later"}});
+          close(fd);
+          continue;
+        }
+        auto done = std::make_shared<std::atomic<bool>>(false);
+        gc_requests_.push_back({std::thread([this, fd, done] {
+                                  log_->info("gc requested");
+                                  Result<fusefs::GcReport> report = mount_->CollectGarbage();
+                                  if (report.ok()) {
+                                    const fusefs::GcReport& r = report.value();
+                                    log_->info("gc: deleted {} chunks ({} bytes) of {}",
+                                               r.deleted_chunks, r.deleted_bytes, r.chunks);
+                                    WriteLine(fd, {{"chunks", r.chunks},
+                                                   {"referenced_chunks", r.referenced_chunks},
+                                                   {"deleted_chunks", r.deleted_chunks},
+                                                   {"deleted_bytes", r.deleted_bytes},
+                                                   {"kept_touched_chunks", r.kept_touched_chunks}});
+                                  } else {
+                                    log_->warn("gc: {}", report.status().ToString());
+                                    WriteLine(fd, {{"error", report.status().ToString()}});
+                                  }
+                                  close(fd);
+                                  done->store(true);
+                                }),
+                                done});
       } else {
         WriteLine(fd, {{"error", "unknown request: " + request}});
         close(fd);
@@ -219,8 +235,13 @@ class Daemon {
   const std::string mountpoint_;
   std::shared_ptr<spdlog::logger> log_;
   std::atomic<bool> stopping_{false};
-  std::vector<int> waiting_umounts_;      // touched by the control thread, then by Run after join
-  std::vector<std::thread> gc_requests_;  // the same: one thread per requested gc cycle
+  std::vector<int> waiting_umounts_;  // touched by the control thread, then by Run after join
+  struct GcRequest {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;  // set by the thread as it ends
+  };
+  static constexpr std::size_t kGcRequestsMax = 4;
+  std::vector<GcRequest> gc_requests_;  // the same: one thread per requested gc cycle
 };
 
 std::shared_ptr<spdlog::logger> MakeLogger(bool to_file, const std::string& store,

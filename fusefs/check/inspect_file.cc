@@ -28,12 +28,6 @@ double ChunkSummary::compression_ratio() const {
 
 namespace {
 
-std::uint64_t Big64(std::string_view bytes) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 0; i < 8; ++i) value = (value << 8) | static_cast<unsigned char>(bytes[i]);
-  return value;
-}
-
 Result<InodeRecord> LoadInode(engine::DB* db, std::uint64_t ino) {
   std::string value;
   Status got = db->Get(engine::ReadOptions(), InodeKey(ino), &value);
@@ -204,7 +198,7 @@ Result<ChunkInfo> InspectChunk(engine::DB* db, std::string_view hex) {
     if (it->key().size() < 10) continue;
     Result<DirentValue> dirent = DirentValue::Decode(it->value());
     if (!dirent.ok()) continue;
-    name_of.try_emplace(dirent.value().ino, Big64(it->key().substr(1)),
+    name_of.try_emplace(dirent.value().ino, DecodeBig64(it->key().substr(1)),
                         std::string(it->key().substr(9)));
   }
   if (!it->status().ok()) return it->status();
@@ -230,7 +224,7 @@ Result<ChunkInfo> InspectChunk(engine::DB* db, std::string_view hex) {
     CFS_RETURN_IF_ERROR(FindInTree(
         db, NodeEntry{.name = root.name, .length = root.length, .hole_bytes = root.hole_bytes},
         root.height, 0, name.value(), &info.node, &contains, &offsets));
-    const std::uint64_t ino = Big64(it->key().substr(1));
+    const std::uint64_t ino = DecodeBig64(it->key().substr(1));
     for (std::uint64_t offset : offsets) {
       info.references.push_back({.ino = ino, .path = path_of(ino), .offset = offset});
     }

@@ -15,12 +15,6 @@ namespace {
 constexpr std::size_t kUnknownKeysKept = 100;
 constexpr std::uint64_t kProgressEveryKeys = 4096;
 
-std::uint64_t Big64(std::string_view bytes) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 0; i < 8; ++i) value = (value << 8) | static_cast<unsigned char>(bytes[i]);
-  return value;
-}
-
 // The smallest key after `key`.
 std::string Successor(std::string_view key) { return std::string(key) + '\0'; }
 
@@ -46,7 +40,7 @@ void Record(StoreScan* scan, std::string_view key, std::string_view value, bool 
     }
     case 'd': {
       if (rest.size() < 9 || rest.size() > 8 + kNameBytesMax) break;
-      ScannedDirent dirent{.parent = Big64(rest), .name = std::string(rest.substr(8))};
+      ScannedDirent dirent{.parent = DecodeBig64(rest), .name = std::string(rest.substr(8))};
       Result<DirentValue> decoded = DirentValue::Decode(value);
       dirent.decoded = decoded.ok();
       if (decoded.ok()) {
@@ -59,7 +53,7 @@ void Record(StoreScan* scan, std::string_view key, std::string_view value, bool 
     }
     case 'e': {
       if (rest.size() != 16) break;
-      ScannedListing listing{.parent = Big64(rest), .cookie = Big64(rest.substr(8))};
+      ScannedListing listing{.parent = DecodeBig64(rest), .cookie = DecodeBig64(rest.substr(8))};
       Result<ListingValue> decoded = ListingValue::Decode(value);
       listing.decoded = decoded.ok();
       if (decoded.ok()) {
@@ -74,7 +68,7 @@ void Record(StoreScan* scan, std::string_view key, std::string_view value, bool 
     }
     case 'i': {
       if (rest.size() != 8) break;
-      ScannedInode& inode = scan->inodes[Big64(rest)];
+      ScannedInode& inode = scan->inodes[DecodeBig64(rest)];
       Result<InodeRecord> decoded = InodeRecord::Decode(value);
       inode.decoded = decoded.ok();
       if (decoded.ok()) {
@@ -90,11 +84,11 @@ void Record(StoreScan* scan, std::string_view key, std::string_view value, bool 
       return;
     case 'o':
       if (rest.size() != 8) break;
-      scan->orphans.insert(Big64(rest));
+      scan->orphans.insert(DecodeBig64(rest));
       return;
     case 'x':
       if (rest.size() < 9) break;
-      ++scan->xattr_counts[Big64(rest)];
+      ++scan->xattr_counts[DecodeBig64(rest)];
       return;
     default:
       if (scan->unknown_keys.size() < kUnknownKeysKept) scan->unknown_keys.emplace_back(key);

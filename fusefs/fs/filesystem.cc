@@ -35,12 +35,6 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
 }
 
-std::uint64_t DecodeBig64(std::string_view bytes) {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(bytes[i]);
-  return v;
-}
-
 // How often the store's free space is looked at (statvfs), in nanoseconds.
 constexpr std::int64_t kSpaceCheckIntervalNs = 100'000'000;
 // Directory depth IsAncestor walks before it gives up (ELOOP): a cycle would be damage.

@@ -26,8 +26,9 @@ void ChunkGcFence::Leave(std::uint64_t generation) {
 }
 
 io::Task<void> ChunkGcFence::Touch(const ChunkName& name) {
+  if (!recording_.load(std::memory_order_acquire)) co_return;
   std::unique_lock lock(mutex_);
-  if (!recording_) co_return;
+  if (!recording_.load(std::memory_order_relaxed)) co_return;
   if (!overflowed_) {
     touched_.insert(name);
     if (touched_.size() > kTouchedNamesMax) overflowed_ = true;
@@ -37,8 +38,8 @@ io::Task<void> ChunkGcFence::Touch(const ChunkName& name) {
 
 io::Task<void> ChunkGcFence::BeginCycle() {
   std::unique_lock lock(mutex_);
-  CFS_ASSERT(!recording_);
-  recording_ = true;
+  CFS_ASSERT(!recording_.load(std::memory_order_relaxed));
+  recording_.store(true, std::memory_order_release);
   overflowed_ = false;
   touched_.clear();
   const std::uint64_t cycle_generation = ++generation_;
@@ -50,7 +51,7 @@ io::Task<void> ChunkGcFence::BeginCycle() {
 
 std::vector<ChunkName> ChunkGcFence::Claim(const std::vector<ChunkName>& candidates) {
   std::lock_guard guard(mutex_);
-  CFS_ASSERT(recording_ && deleting_.empty());
+  CFS_ASSERT(recording_.load(std::memory_order_relaxed) && deleting_.empty());
   std::vector<ChunkName> claimed;
   if (overflowed_) return claimed;
   for (const ChunkName& name : candidates) {
@@ -74,7 +75,7 @@ bool ChunkGcFence::Overflowed() const {
 
 void ChunkGcFence::EndCycle() {
   std::lock_guard guard(mutex_);
-  recording_ = false;
+  recording_.store(false, std::memory_order_release);
   overflowed_ = false;
   touched_.clear();
   touched_.rehash(0);  // give the memory back between cycles

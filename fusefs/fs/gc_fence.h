@@ -24,6 +24,7 @@
 // Thread safety: every method may be called from any thread or task.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -82,9 +83,12 @@ class ChunkGcFence {
   void Leave(std::uint64_t generation);
 
   mutable std::mutex mutex_;
-  std::uint64_t generation_ = 0;                           // GUARDED_BY(mutex_)
-  std::map<std::uint64_t, std::uint64_t> holders_;         // generation -> live tokens
-  bool recording_ = false;                                 // GUARDED_BY(mutex_)
+  std::uint64_t generation_ = 0;                    // GUARDED_BY(mutex_)
+  std::map<std::uint64_t, std::uint64_t> holders_;  // generation -> live tokens
+  // Written under mutex_; read without it by Touch, every chunk Put's first step, so a Put
+  // outside a cycle takes no lock. Safe because every Put runs under a Token: one taken after
+  // BeginCycle (under mutex_, after recording_ was set) sees true.
+  std::atomic<bool> recording_{false};
   bool overflowed_ = false;                                // GUARDED_BY(mutex_)
   std::unordered_set<ChunkName, ChunkNameHash> touched_;   // GUARDED_BY(mutex_)
   std::unordered_set<ChunkName, ChunkNameHash> deleting_;  // GUARDED_BY(mutex_)

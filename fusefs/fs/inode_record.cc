@@ -83,9 +83,14 @@ std::string XattrKey(std::uint64_t ino, std::string_view name) {
 std::string OrphanKey(std::uint64_t ino) { return KeyWithIno('o', ino); }
 std::uint64_t OrphanKeyIno(std::string_view key) {
   CFS_ASSERT(key.size() == 9 && key[0] == 'o');
-  std::uint64_t ino = 0;
-  for (std::size_t i = 1; i < 9; ++i) ino = (ino << 8) | static_cast<unsigned char>(key[i]);
-  return ino;
+  return DecodeBig64(key.substr(1));
+}
+
+std::uint64_t DecodeBig64(std::string_view bytes) {
+  CFS_ASSERT(bytes.size() >= 8);
+  std::uint64_t value = 0;
+  for (std::size_t i = 0; i < 8; ++i) value = (value << 8) | static_cast<unsigned char>(bytes[i]);
+  return value;
 }
 
 std::string Superblock::Encode() const {

@@ -45,6 +45,9 @@ std::string OrphanKey(std::uint64_t ino);
 inline constexpr std::string_view kOrphanPrefix = "o";
 // The inode number of an orphan key. REQUIRES: key starts with kOrphanPrefix, 9 bytes.
 std::uint64_t OrphanKeyIno(std::string_view key);
+// The big-endian u64 in the first 8 bytes of `bytes` (an inode number or cookie in a key).
+// REQUIRES: bytes.size() >= 8.
+std::uint64_t DecodeBig64(std::string_view bytes);
 
 struct Superblock {
   std::uint64_t next_ino = kRootIno + 1;  // never reused: inode generations are always 0
