@@ -5,6 +5,7 @@
 // clean, 1 errors repaired, 4 errors left, 8 the check could not run.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -29,7 +30,15 @@ constexpr int kExitErrorsLeft = 4;
 constexpr int kExitOperational = 8;
 
 const char* SeverityName(engine::CheckSeverity severity) {
-  return severity == engine::CheckSeverity::kError ? "error" : "note";
+  switch (severity) {
+    case engine::CheckSeverity::kError:
+      return "error";
+    case engine::CheckSeverity::kWarning:
+      return "warning";
+    case engine::CheckSeverity::kNote:
+      break;
+  }
+  return "note";
 }
 
 // "STORE/000012.sst: offset 4096: what" (the offset only when known).
@@ -164,8 +173,12 @@ int RunFsck(const FsckArgs& args) {
   const std::uint64_t errors = engine_errors + logical.errors();
   const std::uint64_t errors_left = engine_errors + logical.errors_left();
   const std::uint64_t repaired = logical.repaired();
+  const auto warnings = static_cast<std::uint64_t>(std::count_if(
+      logical.findings.begin(), logical.findings.end(), [](const fusefs::NamespaceFinding& f) {
+        return f.severity == engine::CheckSeverity::kWarning;
+      }));
   const std::uint64_t notes =
-      r.findings.size() - engine_errors + logical.findings.size() - logical.errors();
+      r.findings.size() - engine_errors + logical.findings.size() - logical.errors() - warnings;
   const int exit_code = errors_left > 0 ? kExitErrorsLeft
                         : repaired > 0  ? kExitRepaired
                                         : kExitClean;
@@ -195,6 +208,7 @@ int RunFsck(const FsckArgs& args) {
                                 {"errors", errors},
                                 {"errors_left", errors_left},
                                 {"repaired", repaired},
+                                {"warnings", warnings},
                                 {"notes", notes},
                                 {"files_checked", r.files_checked},
                                 {"bytes_checked", r.bytes_checked},
@@ -215,6 +229,7 @@ int RunFsck(const FsckArgs& args) {
                                 {"unreferenced_bytes", logical.unreferenced_bytes},
                                 {"garbage_chunks_deleted", logical.garbage_chunks_deleted},
                                 {"files_damaged", logical.files_damaged},
+                                {"files_with_lost_data", logical.files_with_lost_data},
                                 {"findings", findings}};
     fmt::print("{}\n", out.dump());
     return exit_code;
@@ -232,15 +247,15 @@ int RunFsck(const FsckArgs& args) {
   fmt::print(
       "{}: {} files, {} bytes checked ({} SSTs with {} entries, {} WAL records, {} value "
       "logs with {} records); {} inodes ({} directories, {} files, {} symlinks), {} chunks "
-      "({} unreferenced{}): {} errors{}, {} notes: {}\n",
+      "({} unreferenced{}): {} errors{}, {} warnings, {} notes: {}\n",
       store, r.files_checked, r.bytes_checked, r.sst_files, r.sst_entries, r.wal_records,
       r.vlog_files, r.vlog_records, logical.inodes, logical.directories, logical.files,
       logical.symlinks, logical.chunks, logical.unreferenced_chunks,
       logical.garbage_chunks_deleted > 0
           ? ", " + std::to_string(logical.garbage_chunks_deleted) + " deleted"
           : std::string(),
-      errors, repaired > 0 ? " (" + std::to_string(repaired) + " repaired)" : std::string(), notes,
-      errors_left > 0 ? "damaged" : (repaired > 0 ? "repaired" : "clean"));
+      errors, repaired > 0 ? " (" + std::to_string(repaired) + " repaired)" : std::string(),
+      warnings, notes, errors_left > 0 ? "damaged" : (repaired > 0 ? "repaired" : "clean"));
   return exit_code;
 }
 

@@ -79,6 +79,14 @@ struct Fix {
   std::vector<std::pair<std::string, std::optional<std::string>>> ops;
   std::vector<std::string> delete_prefixes;  // every key under these too (an inode's xattrs)
   std::size_t finding = 0;                   // index of the finding it repairs
+  std::vector<std::size_t> also_repairs;     // more findings it repairs (a lost chunk's files)
+};
+
+// One thing wrong with a file's data, found walking its tree.
+struct DataProblem {
+  std::string text;
+  ChunkName chunk;
+  bool known = false;  // the chunk is recorded lost: reported as a warning, nothing to repair
 };
 
 constexpr std::size_t kNoFinding = static_cast<std::size_t>(-1);
@@ -96,10 +104,6 @@ class Checker {
     for (const auto& [name, chunk] : scan_.chunks) {
       report_->chunk_bytes += chunk.length;
       report_->chunk_stored_bytes += chunk.stored_bytes;
-      if (chunk.damaged) {
-        Add(engine::CheckSeverity::kError, std::nullopt, "", name.ToHex(),
-            "chunk damaged: " + chunk.problem);
-      }
     }
     for (const std::string& key : scan_.malformed_keys) {
       const std::size_t f =
@@ -123,6 +127,7 @@ class Checker {
     CheckXattrsAndOrphans();
     CheckCounts();
     CFS_RETURN_IF_ERROR(CheckRecipes());
+    CheckLostChunks();
     if (options_.repair) CFS_RETURN_IF_ERROR(ApplyFixes());
     if (options_.repair && unreferenced_.size() > 0 && recipes_complete_) {
       CFS_RETURN_IF_ERROR(DeleteUnreferencedChunks());
@@ -236,8 +241,23 @@ class Checker {
     }
     const ScannedInode* root = Inode(kRootIno);
     if (root == nullptr) {
-      Add(engine::CheckSeverity::kError, kRootIno, "/", "",
-          "the root directory's inode is missing: the store cannot mount");
+      // Without it the store cannot mount, and every entry of "/" would look dangling. The
+      // root is always a directory; its mode and owner are the ones mkfs gives it.
+      const std::size_t f =
+          Add(engine::CheckSeverity::kError, kRootIno, "/", "",
+              "the root directory's inode is missing: repair writes a new one (mode 0755, "
+              "owner root)");
+      InodeRecord record;
+      record.mode = S_IFDIR | 0755;
+      record.nlink = 2;
+      record.parent = kRootIno;
+      record.next_cookie = kFirstCookie;
+      const std::int64_t now = NowNs();
+      record.atime_ns = record.mtime_ns = record.ctime_ns = record.btime_ns = now;
+      ScannedInode& inode = scan_.inodes[kRootIno];
+      inode.decoded = true;
+      inode.record = record;
+      created_[kRootIno] = Created{.finding = f};
     } else if (root->decoded && !IsDir(root->record.mode)) {
       Add(engine::CheckSeverity::kError, kRootIno, "/", "", "the root inode is not a directory");
     }
@@ -550,7 +570,6 @@ class Checker {
     ScannedInode& inode = scan_.inodes[ino];
     inode.decoded = true;
     inode.record = record;
-    created_.insert(ino);
     Entry entry{.parent = kRootIno,
                 .name = std::string(kLostFoundName),
                 .cookie = NextCookie(kRootIno),
@@ -559,8 +578,8 @@ class Checker {
     entries_.push_back(entry);
     repair_added_.insert(entries_.size() - 1);
     // The record itself is written with the counts (CheckCounts): it is new, so it differs.
-    lost_found_fix_ops_ = {{DirentKey(entry.parent, entry.name), DirentOf(entry)},
-                           {ListingKey(entry.parent, entry.cookie), ListingOf(entry)}};
+    created_[ino] = Created{.ops = {{DirentKey(entry.parent, entry.name), DirentOf(entry)},
+                                    {ListingKey(entry.parent, entry.cookie), ListingOf(entry)}}};
     superblock_dirty_ = true;
     return ino;
   }
@@ -664,12 +683,12 @@ class Checker {
         problems.push_back("xattr count " + std::to_string(record.xattr_count) + ", " +
                            std::to_string(fixed.xattr_count) + " attributes found");
       }
-      if (created_.contains(ino)) {
-        Fix fix{.ops = lost_found_fix_ops_};
+      if (auto created = created_.find(ino); created != created_.end()) {
+        Fix fix{.ops = created->second.ops};
         fix.ops.emplace_back(InodeKey(ino), fixed.Encode());
-        // Relinking into /lost+found repairs the findings that needed it; this fix comes
-        // first so the directory exists when they are applied.
-        fix.finding = kNoFinding;
+        // A created directory (the root, /lost+found) comes first so it exists when the fixes
+        // that link into it are applied.
+        fix.finding = created->second.finding;
         fixes_.insert(fixes_.begin(), std::move(fix));
         continue;
       }
@@ -740,22 +759,12 @@ class Checker {
       }
       const FileRoot& root = inode.record.root;
       if (root.empty() || root.all_hole()) continue;
-      std::vector<std::string> problems;
+      std::vector<DataProblem> problems;
       CFS_RETURN_IF_ERROR(WalkTree(
           NodeEntry{.name = root.name, .length = root.length, .hole_bytes = root.hole_bytes},
           root.height, 0, &problems));
       if (problems.empty()) continue;
-      ++report_->files_damaged;
-      const std::string path = PathOf(ino);
-      const std::size_t shown = std::min<std::size_t>(problems.size(), kProblemsPerFileMax);
-      for (std::size_t i = 0; i < shown; ++i) {
-        Add(engine::CheckSeverity::kError, ino, path, "",
-            "file data damaged: " + problems[i] + " (reads of it fail with EIO)");
-      }
-      if (problems.size() > shown) {
-        Add(engine::CheckSeverity::kError, ino, path, "",
-            "file data damaged: " + std::to_string(problems.size() - shown) + " more problems");
-      }
+      ReportDataProblems(ino, problems);
     }
     // Chunks no tree names: garbage until gc (never an error).
     for (const auto& [name, chunk] : scan_.chunks) {
@@ -777,31 +786,78 @@ class Checker {
     return Status::OK();
   }
 
+  // One file's data problems: errors for new damage (repair records each missing or damaged
+  // chunk as lost), one warning for what earlier repairs recorded lost.
+  void ReportDataProblems(std::uint64_t ino, const std::vector<DataProblem>& problems) {
+    const std::string path = PathOf(ino);
+    std::vector<const DataProblem*> known;
+    std::vector<const DataProblem*> fresh;
+    for (const DataProblem& problem : problems) (problem.known ? known : fresh).push_back(&problem);
+    if (!known.empty()) {
+      ++report_->files_with_lost_data;
+      std::string text = "file data lost: " + known.front()->text;
+      if (known.size() > 1) text += " and " + std::to_string(known.size() - 1) + " more ranges";
+      AddInode(ino,
+               text +
+                   " recorded lost by fsck --repair (reads of it fail with EIO; storing the "
+                   "same bytes again heals it)",
+               engine::CheckSeverity::kWarning);
+    }
+    if (fresh.empty()) return;
+    ++report_->files_damaged;
+    const std::size_t shown = std::min<std::size_t>(fresh.size(), kProblemsPerFileMax);
+    std::vector<std::size_t> findings;
+    for (std::size_t i = 0; i < shown; ++i) {
+      const std::size_t f =
+          Add(engine::CheckSeverity::kError, ino, path, "",
+              "file data damaged: " + fresh[i]->text +
+                  " (reads of it fail with EIO; repair records the chunk as lost)");
+      lost_findings_[fresh[i]->chunk].push_back(f);
+    }
+    if (fresh.size() > shown) {
+      const std::size_t f =
+          Add(engine::CheckSeverity::kError, ino, path, "",
+              "file data damaged: " + std::to_string(fresh.size() - shown) + " more problems");
+      for (std::size_t i = shown; i < fresh.size(); ++i) {
+        lost_findings_[fresh[i]->chunk].push_back(f);
+      }
+    }
+  }
+
   // Walks the subtree of `entry` at `level` covering file bytes from `offset`, appending what
   // is wrong. An error Status only when the store cannot be read.
   Status WalkTree(const NodeEntry& entry, int level, std::uint64_t offset,
-                  std::vector<std::string>* problems) {
+                  std::vector<DataProblem>* problems) {
     if (entry.hole()) return Status::OK();
     const std::string at =
         "bytes " + std::to_string(offset) + ".." + std::to_string(offset + entry.length);
+    const std::string what =
+        std::string(level == 0 ? "chunk " : "recipe node ") + entry.name.ToHex() + " (" + at + ")";
     referenced_.insert(entry.name);
     auto chunk = scan_.chunks.find(entry.name);
     if (chunk == scan_.chunks.end()) {
-      problems->push_back(std::string(level == 0 ? "chunk " : "recipe node ") + entry.name.ToHex() +
-                          " (" + at + ") is missing");
+      if (scan_.lost_chunks.contains(entry.name)) {
+        // Recorded lost by an earlier repair: gc, too, walks past it.
+        problems->push_back({.text = what, .chunk = entry.name, .known = true});
+        return Status::OK();
+      }
+      problems->push_back({.text = what + " is missing", .chunk = entry.name});
+      newly_lost_.try_emplace(entry.name, LostCause::kMissing);
       recipes_complete_ = recipes_complete_ && level == 0;
       return Status::OK();
     }
     if (chunk->second.damaged) {
-      problems->push_back(std::string(level == 0 ? "chunk " : "recipe node ") + entry.name.ToHex() +
-                          " (" + at + ") is damaged");
+      problems->push_back({.text = what + " is damaged", .chunk = entry.name});
       recipes_complete_ = recipes_complete_ && level == 0;
       return Status::OK();
     }
     if (level == 0) {
       if (chunk->second.length != entry.length) {
-        problems->push_back("chunk " + entry.name.ToHex() + " (" + at + ") holds " +
-                            std::to_string(chunk->second.length) + " bytes");
+        // The bytes hash to their name, so the recipe's length is what is wrong: a recipe
+        // node's entry cannot be rewritten without changing every node above it. Reported.
+        problems->push_back(
+            {.text = what + " holds " + std::to_string(chunk->second.length) + " bytes",
+             .chunk = entry.name});
       }
       return Status::OK();
     }
@@ -816,15 +872,16 @@ class Checker {
     Result<DecodedNode> node =
         bytes.ok() ? DecodeNode(bytes.value()) : Result<DecodedNode>(bytes.status());
     if (!node.ok()) {
-      problems->push_back("recipe node " + entry.name.ToHex() + " (" + at +
-                          ") does not decode: " + std::string(node.status().message()));
+      problems->push_back(
+          {.text = what + " does not decode: " + std::string(node.status().message()),
+           .chunk = entry.name});
       recipes_complete_ = false;
       return Status::OK();
     }
     if (node.value().level != level || node.value().total_length != entry.length ||
         node.value().total_hole_bytes != entry.hole_bytes) {
-      problems->push_back("recipe node " + entry.name.ToHex() + " (" + at +
-                          ") covers other bytes than its parent says");
+      problems->push_back(
+          {.text = what + " covers other bytes than its parent says", .chunk = entry.name});
       recipes_complete_ = false;
       return Status::OK();
     }
@@ -836,6 +893,56 @@ class Checker {
     }
     if (problems->size() == before) verified_nodes_.insert(entry.name);
     return Status::OK();
+  }
+
+  // Damaged chunks, chunks newly found missing, and the lost-chunk records ("l" keys). Repair
+  // deletes a damaged chunk's bytes (they can never be served) and records every missing or
+  // damaged chunk a file names as lost, so the files' damage is reported once and a later
+  // write of the same bytes heals them. A record whose chunk is stored again, or that no file
+  // names any more, is removed.
+  void CheckLostChunks() {
+    for (const auto& [name, chunk] : scan_.chunks) {
+      if (!chunk.damaged) continue;
+      const bool named = referenced_.contains(name);
+      const std::size_t f = Add(engine::CheckSeverity::kError, std::nullopt, "", name.ToHex(),
+                                "chunk damaged: " + chunk.problem +
+                                    (named ? ": repair deletes it and records it as lost"
+                                           : ": no file names it; repair deletes it"));
+      Fix fix{.ops = {{ChunkKey(name), std::nullopt}}};
+      if (named) {
+        fix.ops.emplace_back(LostChunkKey(name), LostRecord(LostCause::kDamaged));
+        fix.also_repairs = lost_findings_[name];
+      }
+      AddFix(f, std::move(fix));
+    }
+    for (const auto& [name, cause] : newly_lost_) {
+      Fix fix{.ops = {{LostChunkKey(name), LostRecord(cause)}}};
+      fix.also_repairs = lost_findings_[name];
+      AddFix(kNoFinding, std::move(fix));
+    }
+    for (const auto& [name, lost] : scan_.lost_chunks) {
+      auto chunk = scan_.chunks.find(name);
+      const bool stored = chunk != scan_.chunks.end() && !chunk->second.damaged;
+      if (!lost.decoded) {
+        const std::size_t f =
+            Add(engine::CheckSeverity::kError, std::nullopt, "", name.ToHex(),
+                "lost chunk record does not decode (" + lost.problem + "): repair rewrites it");
+        AddFix(f, Fix{.ops = {{LostChunkKey(name), LostRecord(LostCause::kMissing)}}});
+        continue;
+      }
+      if (stored || !referenced_.contains(name)) {
+        const std::size_t f =
+            Add(engine::CheckSeverity::kNote, std::nullopt, "", name.ToHex(),
+                stored ? "a chunk recorded lost is stored again (the files naming it read "
+                         "again): repair removes the record"
+                       : "a chunk recorded lost is named by no file: repair removes the record");
+        AddFix(f, Fix{.ops = {{LostChunkKey(name), std::nullopt}}});
+      }
+    }
+  }
+
+  static std::string LostRecord(LostCause cause) {
+    return LostChunkRecord{.cause = cause, .recorded_ns = NowNs()}.Encode();
   }
 
   Status ApplyFixes() {
@@ -861,6 +968,7 @@ class Checker {
       }
       CFS_RETURN_IF_ERROR(db_->Write(engine::WriteOptions(), batch));
       if (fix.finding != kNoFinding) report_->findings[fix.finding].repaired = true;
+      for (std::size_t f : fix.also_repairs) report_->findings[f].repaired = true;
     }
     // Durable before fsck reports success: the memtable goes to an SST.
     return db_->Flush();
@@ -885,17 +993,24 @@ class Checker {
   std::map<std::uint64_t, std::size_t> first_entry_;
   std::map<std::uint64_t, std::string> paths_;
   std::map<std::uint64_t, std::uint64_t> next_cookie_;  // directories repair adds entries to
-  std::set<std::uint64_t> created_;                     // inodes repair creates (lost+found)
-  std::set<std::uint64_t> deleting_;                    // inodes repair deletes (leaked)
+  struct Created {
+    std::vector<std::pair<std::string, std::optional<std::string>>> ops;  // its entry, if any
+    std::size_t finding = kNoFinding;
+  };
+  std::map<std::uint64_t, Created> created_;  // inodes repair creates (the root, lost+found)
+  std::set<std::uint64_t> deleting_;          // inodes repair deletes (leaked)
   std::size_t superblock_finding_ = kNoFinding;
   bool superblock_dirty_ = false;  // repair created an inode: next_ino moved
-  std::vector<std::pair<std::string, std::optional<std::string>>> lost_found_fix_ops_;
   std::vector<Fix> fixes_;
   std::uint64_t max_ino_ = kRootIno;
   std::uint64_t next_ino_ = kRootIno + 1;
   std::unordered_set<ChunkName, ChunkNameHash> referenced_;
   std::unordered_set<ChunkName, ChunkNameHash> verified_nodes_;
   std::vector<ChunkName> unreferenced_;
+  // Chunks files name that are missing and not recorded lost: repair records them.
+  std::map<ChunkName, LostCause> newly_lost_;
+  // The findings each missing or damaged chunk causes in files (repaired with its record).
+  std::map<ChunkName, std::vector<std::size_t>> lost_findings_;
   // False once a node could not be read: the chunks below it are unknown, so nothing may be
   // called unreferenced (repair then deletes no chunk).
   bool recipes_complete_ = true;

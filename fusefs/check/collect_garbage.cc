@@ -29,12 +29,19 @@ Status Cancelled() { return Status::Busy("gc stopped: the mount is stopping"); }
 
 // Marks the subtree of `entry` at `level`, reading nodes as of `read`. Corruption when a node
 // is missing or does not decode: the chunks below it are unknown, so gc must delete nothing.
+// A node fsck --repair recorded lost is the exception: the loss is known and reported, and
+// what was below it is no longer reachable through it.
 io::Task<Status> Mark(engine::DB* db, const engine::ReadOptions& read, const NodeEntry& entry,
                       int level, Marked* marked) {
   if (entry.hole() || !marked->insert(entry.name).second) co_return Status::OK();
   if (level == 0) co_return Status::OK();
   std::string value;
   Status got = co_await db->GetAsync(read, ChunkKey(entry.name), &value);
+  if (got.IsNotFound()) {
+    std::string record;
+    Status lost = co_await db->GetAsync(read, LostChunkKey(entry.name), &record);
+    if (lost.ok()) co_return Status::OK();
+  }
   if (!got.ok()) {
     co_return Status::Corruption("recipe node " + entry.name.ToHex() +
                                  " cannot be read: " + std::string(got.message()));
@@ -172,6 +179,30 @@ io::Task<Result<GcReport>> CollectGarbageAsync(engine::DB* db, ChunkGcFence* fen
   if (!batch.empty()) {
     Status deleted = co_await DeleteBatch(db, fence, &batch, &sizes, &report);
     if (!deleted.ok()) co_return deleted;
+  }
+  // Lost-chunk records ("l" keys, written by fsck --repair) that no file names any more, or
+  // whose chunk is stored again. No fence: writers never write these keys, and a chunk stored
+  // after the snapshot only makes a kept record stale (the next cycle removes it).
+  engine::WriteBatch stale_records;
+  it = db->NewIterator(at);
+  const std::string lost_prefix(1, kLostChunkTag);
+  for (co_await it->SeekAsync(lost_prefix); it->Valid() && it->key().starts_with(lost_prefix);
+       co_await it->NextAsync()) {
+    Result<ChunkName> name = ChunkName::Decode(it->key().substr(1));
+    if (!name.ok()) continue;  // fsck reports it
+    bool stale = !marked.contains(name.value());
+    if (!stale) {
+      std::string value;
+      Status stored = co_await db->GetAsync(at, ChunkKey(name.value()), &value);
+      stale = stored.ok();
+    }
+    if (stale && !options.dry_run) stale_records.Delete(it->key());
+    if (stale) ++report.lost_records_removed;
+  }
+  if (!it->status().ok()) co_return it->status().WithContext("reading lost-chunk records");
+  if (stale_records.Count() > 0) {
+    Status removed = co_await db->WriteAsync(engine::WriteOptions(), stale_records);
+    if (!removed.ok()) co_return removed.WithContext("removing stale lost-chunk records");
   }
   // The snapshot would keep every deleted chunk alive through the compaction below; the
   // cycle's deletes are written, so the fence has nothing more to guard either.

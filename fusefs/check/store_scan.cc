@@ -78,6 +78,19 @@ void Record(StoreScan* scan, std::string_view key, std::string_view value, bool 
       }
       return;
     }
+    case kLostChunkTag: {
+      Result<ChunkName> name = ChunkName::Decode(rest);
+      if (!name.ok()) break;
+      ScannedLostChunk& lost = scan->lost_chunks[name.value()];
+      Result<LostChunkRecord> decoded = LostChunkRecord::Decode(value);
+      lost.decoded = decoded.ok();
+      if (decoded.ok()) {
+        lost.record = decoded.value();
+      } else {
+        lost.problem = decoded.status().message();
+      }
+      return;
+    }
     case 'm':
       if (!rest.empty()) break;
       scan->superblock = std::string(value);

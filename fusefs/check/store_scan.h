@@ -54,16 +54,23 @@ struct ScannedListing {
   std::string problem;
 };
 
+struct ScannedLostChunk {
+  bool decoded = false;
+  LostChunkRecord record;  // when decoded
+  std::string problem;     // when not
+};
+
 struct StoreScan {
   std::unordered_map<ChunkName, ScannedChunk, ChunkNameHash> chunks;
   std::map<std::uint64_t, ScannedInode> inodes;
   std::vector<ScannedDirent> dirents;    // in key order: by parent, then name
   std::vector<ScannedListing> listings;  // in key order: by parent, then cookie
   std::optional<std::string> superblock;
-  std::map<std::uint64_t, std::uint64_t> xattr_counts;  // "x" keys per inode
-  std::set<std::uint64_t> orphans;                      // "o" keys
-  std::vector<std::string> malformed_keys;              // a known tag with an impossible length
-  std::vector<std::string> unknown_keys;                // tags nothing writes (the first 100)
+  std::map<std::uint64_t, std::uint64_t> xattr_counts;                         // "x" keys per inode
+  std::set<std::uint64_t> orphans;                                             // "o" keys
+  std::unordered_map<ChunkName, ScannedLostChunk, ChunkNameHash> lost_chunks;  // "l" keys
+  std::vector<std::string> malformed_keys;  // a known tag with an impossible length
+  std::vector<std::string> unknown_keys;    // tags nothing writes (the first 100)
 };
 
 using ScanProgress = std::function<void(const NamespaceCheckProgress&)>;

@@ -86,6 +86,34 @@ std::uint64_t OrphanKeyIno(std::string_view key) {
   return DecodeBig64(key.substr(1));
 }
 
+std::string LostChunkKey(const ChunkName& name) {
+  std::string key(1, kLostChunkTag);
+  key += name.encoded();
+  return key;
+}
+
+std::string LostChunkRecord::Encode() const {
+  std::string out;
+  AppendLittle<std::uint8_t>(&out, kNamespaceFormatVersion);
+  AppendLittle(&out, static_cast<std::uint8_t>(cause));
+  AppendLittle(&out, recorded_ns);
+  return out;
+}
+
+Result<LostChunkRecord> LostChunkRecord::Decode(std::string_view bytes) {
+  CFS_RETURN_IF_ERROR(CheckVersion(&bytes, "lost chunk record"));
+  LostChunkRecord record;
+  std::uint8_t cause = 0;
+  if (!ConsumeLittle(&bytes, &cause) || !ConsumeLittle(&bytes, &record.recorded_ns) ||
+      !bytes.empty() ||
+      (cause != static_cast<std::uint8_t>(LostCause::kMissing) &&
+       cause != static_cast<std::uint8_t>(LostCause::kDamaged))) {
+    return Damaged("lost chunk record");
+  }
+  record.cause = static_cast<LostCause>(cause);
+  return record;
+}
+
 std::uint64_t DecodeBig64(std::string_view bytes) {
   CFS_ASSERT(bytes.size() >= 8);
   std::uint64_t value = 0;

@@ -8,6 +8,9 @@
 //   "x" ino(8) name                   -> an extended attribute's value
 //   "o" ino(8)                        -> "" : an orphan (nlink 0, still open); removed at mount
 //   "c" chunk-name(17)                -> a chunk (fusefs/chunk_store.h)
+//   "l" chunk-name(17)                -> LostChunkRecord: fsck --repair found the chunk missing
+//                                        or damaged; files naming it read EIO there until
+//                                        the same bytes are stored again
 // A metadata change writes every key it touches in one engine WriteBatch: atomic.
 #pragma once
 
@@ -48,6 +51,27 @@ std::uint64_t OrphanKeyIno(std::string_view key);
 // The big-endian u64 in the first 8 bytes of `bytes` (an inode number or cookie in a key).
 // REQUIRES: bytes.size() >= 8.
 std::uint64_t DecodeBig64(std::string_view bytes);
+
+// The key of a lost chunk's record: "l" + the 17-byte chunk name.
+std::string LostChunkKey(const ChunkName& name);
+inline constexpr char kLostChunkTag = 'l';
+
+// Why fsck --repair recorded a chunk as lost.
+enum class LostCause : std::uint8_t {
+  kMissing = 1,  // no "c" key held it (the engine lost the key)
+  kDamaged = 2,  // its stored bytes did not decode or hash to the name; repair deleted them
+};
+
+// A lost chunk (docs/formats/namespace.md, "Lost chunk"): the bytes are gone and repair says
+// so once, instead of reporting the same damage on every fsck. Nothing is guessed: the files
+// that name the chunk keep naming it and read EIO over its bytes; storing the same bytes again
+// (a write or a sync peer) heals every one of them, and the record is then stale.
+struct LostChunkRecord {
+  LostCause cause = LostCause::kMissing;
+  std::int64_t recorded_ns = 0;  // when repair wrote it, nanoseconds since the epoch
+  std::string Encode() const;
+  static Result<LostChunkRecord> Decode(std::string_view bytes);
+};
 
 struct Superblock {
   std::uint64_t next_ino = kRootIno + 1;  // never reused: inode generations are always 0

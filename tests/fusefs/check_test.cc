@@ -143,9 +143,11 @@ class CheckTest : public ::testing::Test {
   static std::string Describe(const NamespaceCheckReport& report) {
     std::string out;
     for (const NamespaceFinding& f : report.findings) {
-      out += std::string(f.severity == CheckSeverity::kError ? "error" : "note") + " ino " +
-             (f.ino ? std::to_string(*f.ino) : "-") + " path '" + f.path + "' " + f.problem +
-             (f.repaired ? " [repaired]" : "") + "\n";
+      out += std::string(f.severity == CheckSeverity::kError     ? "error"
+                         : f.severity == CheckSeverity::kWarning ? "warning"
+                                                                 : "note") +
+             " ino " + (f.ino ? std::to_string(*f.ino) : "-") + " path '" + f.path + "' " +
+             f.problem + (f.repaired ? " [repaired]" : "") + "\n";
     }
     return out;
   }
@@ -178,7 +180,8 @@ class CheckTest : public ::testing::Test {
     b_ = MkDir(kRootIno, "b");
     one_data_ = Bytes(rng, 300'000, /*text=*/true);
     one_ = Create(a_, "one", one_data_);
-    two_ = Create(a_, "two", Bytes(rng, 70'000, /*text=*/false));
+    two_data_ = Bytes(rng, 70'000, /*text=*/false);
+    two_ = Create(a_, "two", two_data_);
     EntryOut out;
     ASSERT_EQ(Run(fs_->Link(one_, b_, "three", &out)), 0);
     ASSERT_EQ(Run(fs_->Symlink(b_, "link", "../a/one", {}, &out)), 0);
@@ -192,6 +195,7 @@ class CheckTest : public ::testing::Test {
   std::unique_ptr<Filesystem> fs_;
   std::uint64_t a_ = 0, b_ = 0, one_ = 0, two_ = 0;
   std::string one_data_;
+  std::string two_data_;
 };
 
 TEST_F(CheckTest, AHealthyTreeHasNoFindings) {
@@ -323,7 +327,7 @@ TEST_F(CheckTest, ALeakedInodeIsDeletedAndTheSuperblockFixed) {
   EXPECT_TRUE(db_->Get({}, InodeKey(9999), &value).IsNotFound());
 }
 
-TEST_F(CheckTest, MissingAndDamagedChunksNameTheFileAndAreNotRepaired) {
+TEST_F(CheckTest, MissingAndDamagedChunksAreRecordedLostAndHealWhenStoredAgain) {
   ASSERT_NO_FATAL_FAILURE(MakeTree());
   CloseFs();
   // /a/two (70 KB) is several chunks or one; take its root: a leaf or a node.
@@ -343,12 +347,82 @@ TEST_F(CheckTest, MissingAndDamagedChunksNameTheFileAndAreNotRepaired) {
   EXPECT_TRUE(one_named) << Describe(report);
   EXPECT_TRUE(HasFinding(report, "chunk damaged")) << Describe(report);
   EXPECT_EQ(report.files_damaged, 2u);
-  // Repair cannot bring bytes back: the errors stay, and no chunk is deleted as garbage
-  // (what the damaged nodes named is unknown).
+
+  // Repair cannot bring bytes back; it records them lost (and deletes the damaged bytes), so
+  // the store checks clean with one warning per damaged file, and the files read EIO.
   const std::uint64_t chunks_before = report.chunks;
   NamespaceCheckReport repaired = Check(/*repair=*/true);
-  EXPECT_GT(repaired.errors_left(), 0u);
-  EXPECT_EQ(Check().chunks, chunks_before);
+  EXPECT_EQ(repaired.errors_left(), 0u) << Describe(repaired);
+  EXPECT_GT(repaired.repaired(), 0u) << Describe(repaired);
+  // What the damaged nodes named is unknown this run: no chunk was deleted as garbage.
+  EXPECT_EQ(repaired.garbage_chunks_deleted, 0u);
+  NamespaceCheckReport after = Check();
+  EXPECT_EQ(after.errors(), 0u) << Describe(after);
+  EXPECT_EQ(after.files_with_lost_data, 2u) << Describe(after);
+  EXPECT_EQ(after.chunks, chunks_before - 1);  // the damaged chunk's bytes are gone
+  std::string value;
+  EXPECT_TRUE(db_->Get({}, LostChunkKey(two.root.name), &value).ok());
+  EXPECT_TRUE(db_->Get({}, LostChunkKey(one.root.name), &value).ok());
+  EXPECT_TRUE(db_->Get({}, ChunkKey(one.root.name), &value).IsNotFound());
+  OpenFs();
+  std::string out;
+  EXPECT_EQ(Run(fs_->Open(two_, false)), 0);
+  EXPECT_EQ(Run(fs_->Read(two_, 0, 4096, &out)), EIO);
+  EXPECT_EQ(Run(fs_->Release(two_)), 0);
+
+  // Storing the same bytes again (here a new file with the same contents) heals both files.
+  Create(kRootIno, "two-again", two_data_);
+  Create(kRootIno, "one-again", one_data_);
+  EXPECT_EQ(ReadAll(two_), two_data_);
+  EXPECT_EQ(ReadAll(one_), one_data_);
+  CloseFs();
+  NamespaceCheckReport healed = Check();
+  EXPECT_EQ(healed.errors(), 0u) << Describe(healed);
+  EXPECT_EQ(healed.files_with_lost_data, 0u) << Describe(healed);
+  // The stale records go with gc (or repair).
+  auto gc = CollectGarbage(db_.get(), GcOptions{});
+  ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+  EXPECT_EQ(gc.value().lost_records_removed, 2u);
+  EXPECT_TRUE(db_->Get({}, LostChunkKey(two.root.name), &value).IsNotFound());
+  OpenFs();
+}
+
+TEST_F(CheckTest, AChunkRecordedLostDoesNotStopGc) {
+  ASSERT_NO_FATAL_FAILURE(MakeTree());
+  CloseFs();
+  const InodeRecord one = Record(one_);
+  ASSERT_GT(one.root.height, 0) << "the 300 KB text file has a recipe node";
+  ASSERT_TRUE(db_->Delete({}, ChunkKey(one.root.name)).ok());
+  // A missing node: gc cannot know what it named, so it deletes nothing.
+  EXPECT_FALSE(CollectGarbage(db_.get(), GcOptions{}).ok());
+  NamespaceCheckReport repaired = Check(/*repair=*/true);
+  EXPECT_EQ(repaired.errors_left(), 0u) << Describe(repaired);
+  // Recorded lost: gc walks past it, and collects the leaves only the lost node named.
+  auto gc = CollectGarbage(db_.get(), GcOptions{});
+  ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+  EXPECT_GT(gc.value().deleted_chunks, 0u);
+  NamespaceCheckReport after = Check();
+  EXPECT_EQ(after.errors(), 0u) << Describe(after);
+  EXPECT_EQ(after.files_with_lost_data, 1u) << Describe(after);
+  OpenFs();
+  EXPECT_EQ(ReadAll(two_).size(), 70'000u);
+}
+
+TEST_F(CheckTest, AMissingRootInodeIsWrittenAgain) {
+  ASSERT_NO_FATAL_FAILURE(MakeTree());
+  CloseFs();
+  ASSERT_TRUE(db_->Delete({}, InodeKey(kRootIno)).ok());
+  NamespaceCheckReport report = Check();
+  EXPECT_TRUE(HasFinding(report, "root directory's inode is missing")) << Describe(report);
+  EXPECT_FALSE(HasFinding(report, "does not exist")) << Describe(report);
+  RepairAndExpectClean();
+  EXPECT_EQ(Lookup(kRootIno, "a"), a_);
+  EXPECT_EQ(ReadAll(one_), one_data_);
+  InodeRecord root;
+  ASSERT_EQ(Run(fs_->GetAttr(kRootIno, &root)), 0);
+  EXPECT_TRUE(S_ISDIR(root.mode));
+  EXPECT_EQ(root.nlink, 4u);  // 2 + /a and /b
+  EXPECT_EQ(root.entry_count, 2u);
 }
 
 TEST_F(CheckTest, AnInodeRecordThatDoesNotDecodeIsReportedAndNothingIsGuessed) {

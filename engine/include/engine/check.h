@@ -26,8 +26,9 @@
 namespace cascadefs::engine {
 
 enum class CheckSeverity : std::uint8_t {
-  kError,  // damage: data a reader needs is wrong or missing
-  kNote,   // harmless (a torn WAL tail, a file the next open removes), reported for the record
+  kError,    // damage: data a reader needs is wrong or missing
+  kNote,     // harmless (a torn WAL tail, a file the next open removes), reported for the record
+  kWarning,  // damage an earlier repair recorded (a file's lost bytes): known, nothing to fix
 };
 
 struct CheckFinding {

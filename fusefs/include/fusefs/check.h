@@ -13,14 +13,15 @@
 // a missing twin of a directory entry is rebuilt from the other; an entry naming no inode is
 // removed; link counts, entry counts, xattr counts, a directory's parent and the superblock's
 // next inode number are set to what the keys show; an inode no directory reaches is linked
-// into /lost+found as "#INO"; an inode with no links and no orphan key is deleted. A file whose
-// chunks are missing or damaged, an inode record that does not decode and a damaged superblock
-// are reported and left as they are (the bytes are gone; nothing can be rebuilt without
-// guessing).
+// into /lost+found as "#INO"; an inode with no links and no orphan key is deleted; a missing
+// root inode is written again. A file whose chunks are missing or damaged keeps naming them
+// (nothing can be rebuilt without guessing): repair deletes damaged chunk bytes and records
+// each such chunk as lost ("l" key), after which fsck reports the file as a warning and a write
+// of the same bytes heals it. An inode record that does not decode is reported and left.
 //
 // CollectGarbage deletes every chunk that no inode's recipe tree refers to in a snapshot (the
-// roots: every inode record, open-unlinked files included; a store keeps no older roots), then
-// compacts so the space returns. CheckNamespace and CollectGarbage need a store no other
+// roots: every inode record, open-unlinked files included; a store keeps no older roots), and
+// the lost-chunk records no file needs, then compacts so the space returns. CheckNamespace and CollectGarbage need a store no other
 // writer uses (a mount holds its LOCK); the daemon runs CollectGarbageAsync with its fence.
 //
 // Memory: one entry per inode, directory entry and chunk (about 100 bytes each), like e2fsck's
@@ -85,6 +86,7 @@ struct NamespaceCheckReport {
   std::uint64_t file_data_bytes = 0;         // the same without holes
   std::uint64_t referenced_chunk_bytes = 0;  // uncompressed bytes of referenced chunks
   std::uint64_t files_damaged = 0;           // files with a missing or damaged chunk
+  std::uint64_t files_with_lost_data = 0;    // files naming chunks recorded lost (warnings)
   std::uint64_t garbage_chunks_deleted = 0;  // --repair: unreferenced chunks deleted
   std::uint64_t errors() const;              // findings of severity kError
   std::uint64_t errors_left() const;         // errors not repaired
@@ -111,8 +113,9 @@ struct GcReport {
   std::uint64_t chunks = 0;             // chunks in the snapshot
   std::uint64_t referenced_chunks = 0;  // kept: a tree names them
   std::uint64_t deleted_chunks = 0;
-  std::uint64_t deleted_bytes = 0;        // their stored size
-  std::uint64_t kept_touched_chunks = 0;  // unreferenced, but written again during the cycle
+  std::uint64_t deleted_bytes = 0;         // their stored size
+  std::uint64_t kept_touched_chunks = 0;   // unreferenced, but written again during the cycle
+  std::uint64_t lost_records_removed = 0;  // "l" keys no file needs any more
 };
 
 // Deletes the chunks no inode refers to (see the file comment). Refuses (deleting nothing)
