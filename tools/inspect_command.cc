@@ -73,6 +73,11 @@ nlohmann::json SummaryJson(const engine::StoreSummary& s) {
           {"wal_bytes", s.wal_bytes},
           {"other_bytes", s.other_bytes},
           {"total_bytes", s.total_bytes()},
+          {"io_totals_known", s.io_totals_known},
+          {"opens", s.opens},
+          {"user_bytes_written", s.user_bytes_written},
+          {"disk_bytes_written", s.disk_bytes_written},
+          {"write_amplification", s.write_amplification},
           {"levels", LevelsJson(s)}};
 }
 
@@ -105,6 +110,14 @@ void PrintSummary(const std::string& store, const engine::StoreSummary& s) {
       "on disk          {:.1f} MiB: SSTs {:.1f}, value logs {:.1f}, WAL {:.1f}, other {:.1f}\n",
       MiB(s.total_bytes()), MiB(s.sst_bytes), MiB(s.vlog_bytes), MiB(s.wal_bytes),
       MiB(s.other_bytes));
+  if (s.io_totals_known) {
+    fmt::print(
+        "write amp        {:.2f}: {:.1f} MiB written to disk for {:.1f} MiB users wrote, over {} "
+        "clean closes\n",
+        s.write_amplification, MiB(s.disk_bytes_written), MiB(s.user_bytes_written), s.opens);
+  } else {
+    fmt::print("write amp        unknown until the store is first closed cleanly\n");
+  }
   fmt::print("\n");
   PrintLevels(s);
   if (!s.vlogs.empty()) {

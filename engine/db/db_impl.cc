@@ -323,6 +323,15 @@ io::Task<Status> DBImpl::OpenAsync() {
   std::set<std::uint64_t> replayed_vlogs;
   Status status = co_await ReplayWal(to_replay, &recovered, &max_sequence, &replayed_vlogs);
   if (options_.read_only) co_return FinishReadOnlyOpen(status, recovered, max_sequence);
+  {
+    // Statistics only: a damaged or unreadable file counts from zero (and says so).
+    auto totals = co_await ReadIoTotals(env_, dir_);
+    if (!totals.ok()) {
+      Log("IO totals start again from zero: " + totals.status().ToString());
+    } else if (totals.value()) {
+      io_totals_base_ = *totals.value();
+    }
+  }
 
   // Recovered memtables go to level-0 SSTs now, so the old segments can be recycled and the
   // next Open replays nothing of them.
@@ -1338,6 +1347,20 @@ Status DBImpl::Close() {
   if (wal_ != nullptr) {
     Status wal_closed = scheduler_->BlockOn(wal_->Close());
     if (status.ok()) status = wal_closed;
+  }
+  if (!options_.read_only) {
+    // After the WAL and value log wrote their last bytes, so this open's counts are whole.
+    const DbStats session = stats();
+    IoTotals totals = io_totals_base_;
+    totals.opens += 1;
+    totals.user_bytes_written += session.user_bytes_written;
+    totals.wal_bytes_written += session.wal_bytes_written;
+    totals.vlog_bytes_written += session.vlog_bytes_written;
+    totals.flush_bytes_written += session.flush_bytes_written;
+    totals.compaction_bytes_written += session.compaction_bytes_written;
+    // Statistics: failing to write them (a full disk) does not fail the close.
+    Status written = scheduler_->BlockOn(WriteIoTotals(env_, dir_, totals));
+    if (!written.ok()) Log("IO totals not written: " + written.ToString());
   }
   Status manifest_closed = scheduler_->BlockOn(versions_->Close());
   if (status.ok()) status = manifest_closed;

@@ -59,6 +59,7 @@
 
 #include "compaction/compaction.h"
 #include "db/dbformat.h"
+#include "db/io_totals.h"
 #include "db/table_cache.h"
 #include "db/version_set.h"
 #include "engine/db.h"
@@ -376,6 +377,9 @@ class DBImpl final : public DB {
     std::atomic<std::uint64_t> vlog_files_deleted{0};
   };
   Counters counters_;
+  // What earlier opens wrote (the IOTOTALS file as Open found it); Close adds this open's.
+  // Written by OpenAsync before the store is shared, read by Close: no lock needed.
+  IoTotals io_totals_base_;
 };
 
 }  // namespace cascadefs::engine

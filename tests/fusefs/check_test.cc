@@ -29,20 +29,16 @@
 #include "fs/inode_record.h"
 #include "fusefs/chunk_store.h"
 #include "testutil/temp_dir.h"
+#include "tree_driver.h"
 
 namespace cascadefs::fusefs {
 namespace {
 
 using engine::CheckSeverity;
 
-std::string Bytes(std::mt19937_64& rng, std::size_t size, bool text) {
-  std::string out(size, '\0');
-  for (std::size_t i = 0; i < size; ++i) {
-    out[i] = text ? (i % 61 == 60 ? '\n' : static_cast<char>('a' + rng() % 26))
-                  : static_cast<char>(rng() & 0xff);
-  }
-  return out;
-}
+using testing_tree::Bytes;
+using testing_tree::TreeDriver;
+using testing_tree::TreeModel;
 
 class CheckTest : public ::testing::Test {
  protected:
@@ -81,39 +77,19 @@ class CheckTest : public ::testing::Test {
   T Run(io::Task<T> task) {
     return db_->scheduler()->BlockOn(std::move(task));
   }
-
+  TreeDriver Driver() { return TreeDriver(fs_.get(), db_->scheduler()); }
   std::uint64_t MkDir(std::uint64_t parent, const std::string& name) {
-    EntryOut out;
-    EXPECT_EQ(Run(fs_->MakeNode(parent, name, S_IFDIR | 0755, 0, {}, &out)), 0) << name;
-    return out.ino;
+    return Driver().MkDir(parent, name);
   }
   std::uint64_t Create(std::uint64_t parent, const std::string& name, const std::string& data) {
-    EntryOut out;
-    EXPECT_EQ(Run(fs_->MakeNode(parent, name, S_IFREG | 0644, 0, {}, &out)), 0) << name;
-    Write(out.ino, 0, data);
-    return out.ino;
+    return Driver().Create(parent, name, data);
   }
   void Write(std::uint64_t ino, std::uint64_t offset, const std::string& data) {
-    EXPECT_EQ(Run(fs_->Open(ino, false)), 0);
-    if (!data.empty()) {
-      EXPECT_EQ(Run(fs_->Write(ino, offset, data)), 0);
-    }
-    EXPECT_EQ(Run(fs_->Flush(ino)), 0);
-    EXPECT_EQ(Run(fs_->Release(ino)), 0);
+    Driver().Write(ino, offset, data);
   }
-  std::string ReadAll(std::uint64_t ino) {
-    InodeRecord attr;
-    EXPECT_EQ(Run(fs_->GetAttr(ino, &attr)), 0);
-    std::string out;
-    EXPECT_EQ(Run(fs_->Open(ino, false)), 0);
-    EXPECT_EQ(Run(fs_->Read(ino, 0, static_cast<std::uint32_t>(attr.size), &out)), 0);
-    EXPECT_EQ(Run(fs_->Release(ino)), 0);
-    return out;
-  }
+  std::string ReadAll(std::uint64_t ino) { return Driver().ReadAll(ino); }
   std::uint64_t Lookup(std::uint64_t parent, const std::string& name) {
-    EntryOut out;
-    const int err = Run(fs_->Lookup(parent, name, &out));
-    return err == 0 ? out.ino : 0;
+    return Driver().Lookup(parent, name);
   }
 
   InodeRecord Record(std::uint64_t ino) {
@@ -478,93 +454,8 @@ TEST_F(CheckTest, RandomWorkloadsCheckCleanAndGcKeepsEveryByte) {
     SCOPED_TRACE(testing::Message() << "seed " << seed);
     std::mt19937_64 rng(seed);
     const std::uint64_t top = MkDir(kRootIno, "w" + std::to_string(seed));
-    std::vector<std::uint64_t> dirs = {top};
-    std::map<std::uint64_t, std::string> contents;             // ino -> bytes
-    std::vector<std::pair<std::uint64_t, std::string>> names;  // (dir, name) of files
-    for (int op = 0; op < 60; ++op) {
-      const std::uint64_t dir = dirs[rng() % dirs.size()];
-      const std::string name = "n" + std::to_string(rng() % 40);
-      switch (rng() % 9) {
-        case 0:
-          if (Lookup(dir, name) == 0) dirs.push_back(MkDir(dir, name));
-          break;
-        case 1:
-        case 2: {
-          if (Lookup(dir, name) != 0) break;
-          const std::string data = Bytes(rng, rng() % 90'000, rng() % 2 == 0);
-          contents[Create(dir, name, data)] = data;
-          names.emplace_back(dir, name);
-          break;
-        }
-        case 3: {  // overwrite a range of a file
-          if (names.empty()) break;
-          const auto [d, n] = names[rng() % names.size()];
-          const std::uint64_t ino = Lookup(d, n);
-          if (ino == 0 || !contents.contains(ino)) break;
-          std::string& model = contents[ino];
-          const std::uint64_t offset = model.empty() ? 0 : rng() % model.size();
-          const std::string data = Bytes(rng, 1 + rng() % 20'000, rng() % 2 == 0);
-          Write(ino, offset, data);
-          if (model.size() < offset + data.size()) model.resize(offset + data.size());
-          model.replace(offset, data.size(), data);
-          break;
-        }
-        case 4: {  // truncate
-          if (names.empty()) break;
-          const auto [d, n] = names[rng() % names.size()];
-          const std::uint64_t ino = Lookup(d, n);
-          if (ino == 0 || !contents.contains(ino)) break;
-          SetAttrIn in;
-          in.valid = SetAttrIn::kSize;
-          in.size = contents[ino].size() / 2;
-          InodeRecord out;
-          EXPECT_EQ(Run(fs_->SetAttr(ino, in, &out)), 0);
-          contents[ino].resize(in.size);
-          break;
-        }
-        case 5: {  // hard link
-          if (names.empty()) break;
-          const auto [d, n] = names[rng() % names.size()];
-          const std::uint64_t ino = Lookup(d, n);
-          if (ino == 0 || Lookup(dir, name) != 0) break;
-          EntryOut out;
-          EXPECT_EQ(Run(fs_->Link(ino, dir, name, &out)), 0);
-          names.emplace_back(dir, name);
-          break;
-        }
-        case 6: {  // rename a file (over whatever is there, when it is a file)
-          if (names.empty()) break;
-          const std::size_t pick = rng() % names.size();
-          const auto [d, n] = names[pick];
-          const std::uint64_t target = Lookup(dir, name);
-          if (Lookup(d, n) == 0 || (target != 0 && !contents.contains(target))) break;
-          if (d == dir && n == name) break;
-          EXPECT_EQ(Run(fs_->Rename(d, n, dir, name, 0)), 0);
-          names[pick] = {dir, name};
-          break;
-        }
-        case 7: {  // unlink
-          if (names.empty()) break;
-          const std::size_t pick = rng() % names.size();
-          const auto [d, n] = names[pick];
-          if (Lookup(d, n) != 0) {
-            EXPECT_EQ(Run(fs_->Unlink(d, n)), 0);
-          }
-          names.erase(names.begin() + static_cast<std::ptrdiff_t>(pick));
-          break;
-        }
-        case 8: {  // symlink or xattr
-          if (Lookup(dir, name) == 0) {
-            EntryOut out;
-            EXPECT_EQ(Run(fs_->Symlink(dir, name, "target-" + name, {}, &out)), 0);
-          } else {
-            const std::uint64_t ino = Lookup(dir, name);
-            EXPECT_EQ(Run(fs_->SetXattr(ino, "user.k" + std::to_string(rng() % 3), name, 0)), 0);
-          }
-          break;
-        }
-      }
-    }
+    TreeModel model;
+    Driver().RandomOps(rng, top, 60, &model);
     CloseFs();
     NamespaceCheckReport report = Check();
     ASSERT_EQ(report.errors(), 0u) << Describe(report);
@@ -578,10 +469,10 @@ TEST_F(CheckTest, RandomWorkloadsCheckCleanAndGcKeepsEveryByte) {
     ASSERT_EQ(after.errors(), 0u) << Describe(after);
     EXPECT_EQ(after.unreferenced_chunks, 0u);
     OpenFs();
-    for (const auto& [d, n] : names) {
+    for (const auto& [d, n] : model.names) {
       const std::uint64_t ino = Lookup(d, n);
-      if (ino == 0 || !contents.contains(ino)) continue;
-      ASSERT_EQ(ReadAll(ino), contents[ino]) << n;
+      if (ino == 0 || !model.contents.contains(ino)) continue;
+      ASSERT_EQ(ReadAll(ino), model.contents[ino]) << n;
     }
   }
 }

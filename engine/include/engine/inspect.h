@@ -46,6 +46,14 @@ struct StoreSummary {
   std::uint64_t wal_bytes = 0;
   std::uint64_t other_bytes = 0;  // manifests, CURRENT, LOCK, the daemon's log and the rest
   std::uint64_t total_bytes() const { return sst_bytes + vlog_bytes + wal_bytes + other_bytes; }
+  // Write amplification over the store's life (the IOTOTALS file, written by each clean
+  // close of a writable open; a crashed open's bytes are not in it). Unknown before the
+  // first clean close.
+  bool io_totals_known = false;
+  std::uint64_t opens = 0;
+  std::uint64_t user_bytes_written = 0;  // what users wrote
+  std::uint64_t disk_bytes_written = 0;  // WAL, value log, flushes and compactions
+  double write_amplification = 0;        // disk_bytes_written / user_bytes_written
 };
 
 io::Task<Result<StoreSummary>> SummarizeStore(Env* env, std::string dir);
