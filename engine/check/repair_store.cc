@@ -169,7 +169,7 @@ class Repairer {
                                          present_[FileType::kManifest].end());
     for (auto it = manifests.rbegin(); it != manifests.rend(); ++it) {
       if (named.ok() && *it == named.value()) continue;
-      Result<StoreState> other = co_await ReadOneManifest(*it);
+      Result<StoreState> other = co_await ReadStoreState(env_, dir_, *it);
       if (other.ok()) {
         Act(BaseFileName(FileType::kManifest, *it), std::nullopt,
             "reads intact: the store's files and levels are taken from it");
@@ -181,31 +181,13 @@ class Repairer {
         "no intact manifest: every table in the directory is read and their levels rebuilt");
   }
 
-  io::Task<Result<StoreState>> ReadOneManifest(std::uint64_t number) {
-    StoreState state;
-    state.manifest_number = number;
-    Version version;
-    Result<ManifestSummary> summary =
-        co_await ReadManifest(env_, ManifestFileName(dir_, number),
-                              [&](const VersionEdit& edit, std::uint64_t) -> Status {
-                                Version next;
-                                CFS_RETURN_IF_ERROR(VersionSet::Apply(version, edit, &next));
-                                version = std::move(next);
-                                if (edit.has_log_number()) state.log_number = edit.log_number();
-                                if (edit.has_last_sequence())
-                                  state.last_sequence = edit.last_sequence();
-                                return Status::OK();
-                              });
-    if (!summary.ok()) co_return summary.status();
-    state.manifest = summary.value();
-    state.version = std::move(version);
-    co_return state;
-  }
-
   void AdoptState(StoreState state) {
     manifest_ok_ = true;
     log_number_ = state.log_number;
     last_sequence_ = state.last_sequence;
+    // Numbers the store handed out before may still be named (a shadowed pointer into a value
+    // log GC deleted): new files never reuse one.
+    next_number_ = std::max(next_number_, state.next_file_number);
     version_ = std::move(state.version);
   }
 
@@ -290,7 +272,10 @@ class Repairer {
     ParsedInternalKey parsed;
     if (!ParseInternalKey(key, &parsed) || parsed.type != ValueType::kValuePointer) return false;
     Result<ValuePointer> pointer = DecodeValuePointer(value);
-    if (!pointer.ok() || !Trusted(pointer.value())) return true;
+    if (!pointer.ok()) return true;
+    // Without a manifest, the numbers pointers name are the only record of deleted value logs.
+    next_number_ = std::max(next_number_, pointer.value().file_number + 1);
+    if (!Trusted(pointer.value())) return true;
     vlogs_[pointer.value().file_number].referenced = true;
     return false;
   }
@@ -416,8 +401,10 @@ class Repairer {
       ParsedInternalKey parsed;
       if (!ParseInternalKey(key, &parsed)) return false;
       if (kept > 0 && CompareInternalKeys(last_key, key) >= 0) return false;
-      if (parsed.type == ValueType::kValuePointer && !DecodeValuePointer(value).ok()) {
-        return false;
+      if (parsed.type == ValueType::kValuePointer) {
+        Result<ValuePointer> pointer = DecodeValuePointer(value);
+        if (!pointer.ok()) return false;
+        next_number_ = std::max(next_number_, pointer.value().file_number + 1);
       }
       builder.Add(key, value);
       Note(&source->meta, key);
@@ -691,6 +678,20 @@ class Repairer {
 
   // Decides what to rewrite and writes it.
   io::Task<Status> Rebuild() {
+    // The value log for moved records gets a number above every one a pointer names (the
+    // tables' were seen as they were read; the WAL's are looked at here).
+    {
+      std::unique_ptr<InternalIterator> it = mem_->NewIterator();
+      for (co_await it->SeekToFirst(); it->Valid(); co_await it->Next()) {
+        ParsedInternalKey parsed;
+        if (!ParseInternalKey(it->key(), &parsed) || parsed.type != ValueType::kValuePointer) {
+          continue;
+        }
+        Result<ValuePointer> pointer = DecodeValuePointer(it->value());
+        if (pointer.ok()) next_number_ = std::max(next_number_, pointer.value().file_number + 1);
+      }
+    }
+    relocation_number_ = NewNumber();
     // Level 0 files overlap and are read newest (highest number) first: a rewritten one would
     // get a new number and jump ahead of newer ones, so if any level-0 file is rewritten they
     // all are, merged into one sorted run (all versions kept) that overlaps nothing of itself.
@@ -885,11 +886,10 @@ class Repairer {
       if (scan.present) record = co_await ReadRecord(p, parsed.user_key);
       if (record.ok()) {
         if (relocated_ == nullptr) {
-          auto writer = co_await VlogWriter::Create(env_, VlogFileName(dir_, next_number_),
-                                                    next_number_, VlogWriterOptions{});
+          auto writer = co_await VlogWriter::Create(env_, VlogFileName(dir_, relocation_number_),
+                                                    relocation_number_, VlogWriterOptions{});
           if (!writer.ok()) co_return writer.status();
-          written_.push_back(VlogFileName(dir_, next_number_));
-          ++next_number_;
+          written_.push_back(VlogFileName(dir_, relocation_number_));
           relocated_ = std::move(writer).value();
         }
         auto added = co_await relocated_->Add(parsed.user_key, record.value());
@@ -1122,7 +1122,8 @@ class Repairer {
   std::vector<Source*> replaced_;
   std::vector<std::pair<int, FileMetaData>> outputs_;
   std::set<std::uint64_t> damaged_wal_;
-  std::unique_ptr<VlogWriter> relocated_;
+  std::unique_ptr<VlogWriter> relocated_;  // created at the first record moved
+  std::uint64_t relocation_number_ = 0;
   std::optional<VlogFileMeta> new_vlog_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, ValuePointer> moved_;
   std::vector<std::string> written_;  // new files not yet referenced (removed on error)
