@@ -9,10 +9,15 @@
 namespace cascadefs::engine {
 
 io::Task<Result<StoreState>> ReadStoreState(Env* env, std::string dir) {
-  StoreState state;
   Result<std::uint64_t> manifest = co_await ReadCurrentFile(env, dir);
   if (!manifest.ok()) co_return manifest.status();
-  state.manifest_number = manifest.value();
+  co_return co_await ReadStoreState(env, std::move(dir), manifest.value());
+}
+
+io::Task<Result<StoreState>> ReadStoreState(Env* env, std::string dir,
+                                            std::uint64_t manifest_number) {
+  StoreState state;
+  state.manifest_number = manifest_number;
   Version version;
   Result<ManifestSummary> summary = co_await ReadManifest(
       env, ManifestFileName(dir, state.manifest_number),
@@ -26,6 +31,7 @@ io::Task<Result<StoreState>> ReadStoreState(Env* env, std::string dir) {
         version = std::move(next);
         if (edit.has_log_number()) state.log_number = edit.log_number();
         if (edit.has_last_sequence()) state.last_sequence = edit.last_sequence();
+        if (edit.has_next_file_number()) state.next_file_number = edit.next_file_number();
         return Status::OK();
       });
   if (!summary.ok()) co_return summary.status();

@@ -178,10 +178,13 @@ class FileBlockSource final : public WalBlockSource {
 }  // namespace
 
 io::Task<Status> ReplayBlocks(WalBlockSource* source, const WalRecordCallback& on_record,
-                              WalReplayResult* result) {
+                              WalReplayResult* result, WalSalvage* salvage) {
   std::string record;        // the record being assembled
   bool in_record = false;    // a kFirst was seen and no kLast yet
   WalPosition record_start;  // where the record being assembled began
+  // Salvage only: a damaged record was skipped, so fragments continuing it are skipped too
+  // until a kFull or kFirst starts the next record.
+  bool resyncing = false;
   for (std::size_t segment = 0; segment < source->segment_count(); ++segment) {
     const std::uint64_t log_number = source->log_number(segment);
     bool segment_ended = false;
@@ -206,6 +209,15 @@ io::Task<Status> ReplayBlocks(WalBlockSource* source, const WalRecordCallback& o
           switch (fragment.type) {
             case WalFragmentType::kFull:
             case WalFragmentType::kFirst:
+              resyncing = false;
+              if (in_record && salvage != nullptr) {
+                // The unfinished record lost its last fragments: skip it, keep this one.
+                salvage->skipped.push_back(
+                    {record_start, source->segment_name(segment) + ": WAL record at offset " +
+                                       std::to_string(record_start.offset) +
+                                       ": the record is cut (a later record starts inside it)"});
+                in_record = false;
+              }
               if (in_record) {
                 reason = "a new record starts inside an unfinished one";
                 kind = InvalidKind::kDamaged;
@@ -218,6 +230,7 @@ io::Task<Status> ReplayBlocks(WalBlockSource* source, const WalRecordCallback& o
               break;
             case WalFragmentType::kMiddle:
             case WalFragmentType::kLast:
+              if (!in_record && resyncing) break;  // the rest of a skipped record
               if (!in_record) {
                 reason = "a record continues that never began";
                 kind = InvalidKind::kDamaged;
@@ -246,6 +259,15 @@ io::Task<Status> ReplayBlocks(WalBlockSource* source, const WalRecordCallback& o
           if (!durable.ok()) co_return durable.status();
           const std::string where = source->segment_name(segment) + ": WAL record at offset " +
                                     std::to_string(here.offset) + ": " + reason;
+          if (durable.value() && salvage != nullptr) {
+            // Synced damage: skip the record, resynchronize at the next block (a fragment
+            // never crosses one). A block shorter than 32 KiB is the segment's last.
+            salvage->skipped.push_back({in_record ? record_start : here, where});
+            in_record = false;
+            resyncing = true;
+            if (data.size() < kWalBlockSizeBytes) segment_ended = true;
+            break;
+          }
           if (durable.value()) co_return Status::Corruption(where);
           // Unsynced: the end of the log. Only damaged bytes (not the plain end of what was
           // written) are worth reporting as a torn tail.
@@ -254,7 +276,7 @@ io::Task<Status> ReplayBlocks(WalBlockSource* source, const WalRecordCallback& o
           co_return Status::OK();
         }
         if ((fragment.type == WalFragmentType::kFull || fragment.type == WalFragmentType::kLast) &&
-            !in_record) {
+            !in_record && !resyncing) {
           CFS_CO_RETURN_IF_ERROR(on_record(record, record_start));
           ++result->records;
           result->end = WalPosition{log_number, block * kWalBlockSizeBytes + fragment.next_pos};
@@ -269,9 +291,10 @@ io::Task<Status> ReplayBlocks(WalBlockSource* source, const WalRecordCallback& o
 
 io::Task<Status> ReplayWal(Env* env, const std::string& dir,
                            const std::vector<std::uint64_t>& log_numbers,
-                           const WalRecordCallback& on_record, WalReplayResult* result) {
+                           const WalRecordCallback& on_record, WalReplayResult* result,
+                           WalSalvage* salvage) {
   FileBlockSource source(env, dir, log_numbers);
-  co_return co_await ReplayBlocks(&source, on_record, result);
+  co_return co_await ReplayBlocks(&source, on_record, result, salvage);
 }
 
 }  // namespace cascadefs::engine

@@ -38,11 +38,27 @@ struct WalReplayResult {
 
 using WalRecordCallback = std::function<Status(std::string_view record, const WalPosition& at)>;
 
+// Salvage mode, for repair (engine/repair.h) only: where the recovery rule would fail with
+// Corruption (damage a later sync mark shows had been synced), the damaged record is skipped
+// instead, noted here, and the replay resynchronizes at the next 32 KiB block: fragments that
+// continue the skipped record (kMiddle, kLast without a kFirst) are skipped too, and the next
+// kFull or kFirst starts a record again. The torn-tail rule is unchanged: damage no later
+// sync mark vouches for still ends the log, so what salvage keeps beyond a skip is synced.
+struct WalSkippedRecord {
+  WalPosition at;      // where the damaged fragment (or the cut record) starts
+  std::string reason;  // "<segment path>: WAL record at offset N: <what>"
+};
+struct WalSalvage {
+  std::vector<WalSkippedRecord> skipped;
+};
+
 // Replays the segments `log_numbers` (ascending) of `dir`. An error from `on_record` stops
-// the replay and is returned.
+// the replay and is returned. With `salvage` set, synced damage is skipped and noted there
+// instead of being Corruption (WalSalvage).
 io::Task<Status> ReplayWal(Env* env, const std::string& dir,
                            const std::vector<std::uint64_t>& log_numbers,
-                           const WalRecordCallback& on_record, WalReplayResult* result);
+                           const WalRecordCallback& on_record, WalReplayResult* result,
+                           WalSalvage* salvage = nullptr);
 
 // Where a block's bytes come from: a segment file, or memory (the fuzz target). Returns the
 // bytes of block `block_index` of segment `segment_index` (fewer than a block at the end of
@@ -59,6 +75,6 @@ class WalBlockSource {
 
 // The replay state machine over any block source (ReplayWal uses it over files).
 io::Task<Status> ReplayBlocks(WalBlockSource* source, const WalRecordCallback& on_record,
-                              WalReplayResult* result);
+                              WalReplayResult* result, WalSalvage* salvage = nullptr);
 
 }  // namespace cascadefs::engine
