@@ -13,7 +13,6 @@
 // unreferenced new files (the next open removes them); after it, the new store and the
 // originals in lost/.
 #include <algorithm>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -137,6 +136,7 @@ class Repairer {
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   std::uint64_t NewNumber() { return next_number_++; }
 
+  // Which store files the directory holds, and numbers above all of them.
   Status Inventory() {
     Result<std::vector<std::string>> names = env_->ListDir(dir_);
     if (!names.ok()) return names.status();
@@ -218,7 +218,7 @@ class Repairer {
       // A finished file ends in its footer right after the last record; an unfinished one
       // (a crash) may end in a torn tail, which only a recorded size can call damage.
       bool finished = false;
-      if (scan.size >= kVlogHeaderAndFooterBytes()) {
+      if (scan.size >= kVlogFileHeaderBytes + kVlogFooterBytes) {
         std::string footer(kVlogFooterBytes, '\0');
         auto got =
             co_await file.value()->Read(scan.size - kVlogFooterBytes, footer.size(), footer.data());
@@ -251,10 +251,6 @@ class Repairer {
       }
     }
     co_return Status::OK();
-  }
-
-  static std::uint64_t kVlogHeaderAndFooterBytes() {
-    return kVlogFileHeaderBytes + kVlogFooterBytes;
   }
 
   // A pointer the rebuilt tables can keep as it is: into an undamaged file, before the end of
