@@ -13,7 +13,6 @@
 // unreferenced new files (the next open removes them); after it, the new store and the
 // originals in lost/.
 #include <algorithm>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -137,6 +136,7 @@ class Repairer {
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   std::uint64_t NewNumber() { return next_number_++; }
 
+  // Which store files the directory holds, and numbers above all of them.
   Status Inventory() {
     Result<std::vector<std::string>> names = env_->ListDir(dir_);
     if (!names.ok()) return names.status();
@@ -218,7 +218,7 @@ class Repairer {
       // A finished file ends in its footer right after the last record; an unfinished one
       // (a crash) may end in a torn tail, which only a recorded size can call damage.
       bool finished = false;
-      if (scan.size >= kVlogHeaderAndFooterBytes()) {
+      if (scan.size >= kVlogFileHeaderBytes + kVlogFooterBytes) {
         std::string footer(kVlogFooterBytes, '\0');
         auto got =
             co_await file.value()->Read(scan.size - kVlogFooterBytes, footer.size(), footer.data());
@@ -251,10 +251,6 @@ class Repairer {
       }
     }
     co_return Status::OK();
-  }
-
-  static std::uint64_t kVlogHeaderAndFooterBytes() {
-    return kVlogFileHeaderBytes + kVlogFooterBytes;
   }
 
   // A pointer the rebuilt tables can keep as it is: into an undamaged file, before the end of
@@ -332,12 +328,22 @@ class Repairer {
       // One pass: metadata, damage, pointers. Entries go nowhere yet.
       bool damaged = false;
       bool fix = false;
-      co_await table.value()->CheckBlocks([&](std::uint64_t, const Status&) { damaged = true; },
-                                          [&](std::string_view key, std::string_view value) {
-                                            fix = fix || NeedsFix(key, value);
-                                            Note(&source->meta, key);
-                                            ++read_entries;
-                                          });
+      std::string previous;
+      co_await table.value()->CheckBlocks(
+          [&](std::uint64_t, const Status&) { damaged = true; },
+          [&](std::string_view key, std::string_view value) {
+            // Blocks whose checksums hold but whose entries are malformed or out of order
+            // (written so): the table is salvaged, which keeps the entries in order.
+            ParsedInternalKey parsed;
+            if (!ParseInternalKey(key, &parsed) ||
+                (read_entries > 0 && CompareInternalKeys(previous, key) >= 0)) {
+              damaged = true;
+            }
+            previous.assign(key);
+            fix = fix || NeedsFix(key, value);
+            Note(&source->meta, key);
+            ++read_entries;
+          });
       if (!damaged) {
         source->meta.number = source->number;
         source->meta.file_size_bytes = size;
@@ -702,11 +708,14 @@ class Repairer {
       for (auto& source : sources_) {
         if (source->level == 0 && level0) source->needs_rewrite = true;
       }
+      // A deeper level's files must not overlap (a read looks in one file per level): ones
+      // that do (ranges the manifest recorded wrongly) are merged, keeping every version.
+      for (int level = 1; level < kNumLevels; ++level) GroupOverlapping(level);
     } else {
       // Levels unknown: tables whose user-key ranges overlap are merged (their order cannot
       // be known from numbers: a compaction's output may be numbered above a newer flush);
       // the rest keep their files. All go to the bottom level, where they overlap nothing.
-      GroupOverlapping();
+      GroupOverlapping(-1);
     }
     // Rewrites, one output run per group: level-0 group; each rewritten table of a deeper level
     // alone (its range can only shrink, so it overlaps nothing new); manifest lost: the groups.
@@ -714,7 +723,7 @@ class Repairer {
     for (auto& source : sources_) {
       if (!source->needs_rewrite) continue;
       const std::uint64_t group =
-          manifest_ok_ ? (source->level == 0 ? 0 : source->number) : group_of_[source->number];
+          manifest_ok_ && source->level == 0 ? 0 : group_of_[source->number];
       groups[{source->level, group}].push_back(source.get());
     }
     for (auto& [key, members] : groups) {
@@ -750,10 +759,15 @@ class Repairer {
     co_return co_await env_->SyncDir(dir_);
   }
 
-  void GroupOverlapping() {
+  // Groups the tables of `level` (every table when -1) whose user-key ranges overlap,
+  // transitively; a group of more than one is rewritten as one merged run. Group 0 is level
+  // 0's (Rebuild).
+  void GroupOverlapping(int level) {
     std::vector<Source*> order;
     for (auto& source : sources_) {
+      if (level >= 0 && source->level != level) continue;
       if (source->meta.num_entries > 0) order.push_back(source.get());
+      if (source->meta.num_entries == 0) source->needs_rewrite = true;  // nothing to keep
     }
     std::sort(order.begin(), order.end(), [](const Source* a, const Source* b) {
       return CompareUserKeys(ExtractUserKey(a->meta.smallest), ExtractUserKey(b->meta.smallest)) <
@@ -773,15 +787,17 @@ class Repairer {
         group_largest.assign(ExtractUserKey(source->meta.largest));
       }
     }
-    for (std::size_t i = 0; i < groups.size(); ++i) {
-      const bool merge = groups[i].size() > 1;
-      for (Source* source : groups[i]) {
-        group_of_[source->number] = i;
-        if (merge) source->needs_rewrite = true;
+    for (const std::vector<Source*>& group : groups) {
+      const std::uint64_t id = next_group_++;
+      for (Source* source : group) {
+        group_of_[source->number] = id;
+        if (group.size() > 1) source->needs_rewrite = true;
       }
-    }
-    for (auto& source : sources_) {
-      if (source->meta.num_entries == 0) source->needs_rewrite = true;  // nothing to keep
+      if (group.size() > 1 && level > 0) {
+        Act(BaseFileName(FileType::kSst, group.front()->number), std::nullopt,
+            "overlaps " + std::to_string(group.size() - 1) + " other table(s) of level " +
+                std::to_string(level) + ": merged into one run");
+      }
     }
   }
 
@@ -814,6 +830,8 @@ class Repairer {
       if (!last_key.empty() && it->key() == last_key) continue;
       ParsedInternalKey parsed;
       if (!ParseInternalKey(it->key(), &parsed)) continue;
+      // Every input is in order (ReadTables salvages any that is not); a table needs it.
+      if (!last_key.empty() && CompareInternalKeys(last_key, it->key()) > 0) continue;
       if (builder != nullptr && builder->file_size_bytes() >= options_.target_file_size_bytes &&
           parsed.user_key != last_user_key) {
         CFS_CO_RETURN_IF_ERROR(co_await finish());
@@ -1118,7 +1136,8 @@ class Repairer {
   Version version_;
   std::map<std::uint64_t, VlogScan> vlogs_;
   std::vector<std::unique_ptr<Source>> sources_;
-  std::map<std::uint64_t, std::uint64_t> group_of_;  // manifest lost: table -> overlap group
+  std::map<std::uint64_t, std::uint64_t> group_of_;  // table -> overlap group (GroupOverlapping)
+  std::uint64_t next_group_ = 1;                     // 0 is level 0's group
   std::vector<Source*> replaced_;
   std::vector<std::pair<int, FileMetaData>> outputs_;
   std::set<std::uint64_t> damaged_wal_;

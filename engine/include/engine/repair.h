@@ -12,9 +12,10 @@
 //  - a value pointer whose record is damaged or missing becomes a deletion marker at the same
 //    sequence (the key reads as missing, never as an older value); intact records of a damaged
 //    value log are copied to a new value log and their pointers rewritten;
-//  - a new manifest describes the result (the old manifest's levels when it reads intact, else
-//    one sorted run at the bottom level), CURRENT is switched to it atomically, and every file
-//    replaced is moved into DIR/lost/ (hard-linked there before the switch), never deleted.
+//  - a new manifest describes the result (the old manifest's levels when one reads intact;
+//    else every table goes to the bottom level, those whose key ranges overlap merged into one
+//    run), CURRENT is switched to it atomically, and every file replaced is moved into
+//    DIR/lost/ (hard-linked there before the switch), never deleted.
 // Afterwards CheckStoreFiles finds no error and DB::Open opens the store. A key whose newest
 // version lay in a dropped SST block or WAL record reads as its previous version (or missing):
 // a deletion lost that way brings the value it had deleted back (docs/fsck.md).
@@ -46,7 +47,7 @@ struct RepairReport {
   std::uint64_t errors_left = 0;          // errors it reports after (0 unless the repair failed)
   bool manifest_rebuilt = false;          // a new manifest was written and made current
   std::uint64_t sst_blocks_dropped = 0;   // damaged SST data blocks (or unreadable regions)
-  std::uint64_t sst_entries_dropped = 0;  // entries of those blocks, where the index says
+  std::uint64_t sst_entries_dropped = 0;  // entries lost with them (against the manifest's count)
   std::uint64_t sst_entries_kept = 0;     // entries written to the rebuilt tables
   std::uint64_t wal_records_kept = 0;     // WAL records written to a table
   std::uint64_t wal_records_dropped = 0;  // damaged WAL records skipped

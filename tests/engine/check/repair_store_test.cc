@@ -32,7 +32,9 @@
 #include "engine/io/scheduler.h"
 #include "engine/repair.h"
 #include "env/mem_env.h"
+#include "manifest/current_file.h"
 #include "manifest/filename.h"
+#include "manifest/manifest_log.h"
 #include "sst/format.h"
 #include "sst/table.h"
 #include "testutil/fault_env.h"
@@ -544,6 +546,72 @@ TEST_F(RepairStoreTest, AHealthyStoreIsLeftAsItIs) {
     ASSERT_NO_FATAL_FAILURE(ExpectReadsAgree(dir, vlog, model, {}, &lost));
     EXPECT_EQ(lost, 0);
   }
+}
+
+// A manifest that puts overlapping tables into one level >= 1 (a read would look in one of
+// them only): repair merges them into one run of that level, keeping every version, so each
+// key reads its newest value again.
+TEST_F(RepairStoreTest, OverlappingTablesOfALevelAreMerged) {
+  const fs::path dir = root_ / "overlap";
+  Options options = StoreOptions(false);
+  {
+    auto db = DB::Open(options, dir.string());
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    for (int round = 0; round < 2; ++round) {
+      for (int i = 0; i < 300; ++i) {
+        ASSERT_TRUE(db.value()
+                        ->Put({}, "key" + std::to_string(100000 + i),
+                              "v" + std::to_string(round) + "-" + std::to_string(i))
+                        .ok());
+      }
+      ASSERT_TRUE(db.value()->Flush().ok());
+    }
+    ASSERT_TRUE(db.value()->Close().ok());
+  }
+  fs::remove(dir / "LOCK");
+  const StoreState state = State(dir);
+  VersionEdit edit;
+  edit.SetFormatVersion(kStoreFormatVersion);
+  edit.SetLogNumber(state.log_number);
+  edit.SetNextFileNumber(state.next_file_number + 1);
+  edit.SetLastSequence(state.last_sequence);
+  int files = 0;
+  for (const auto& level : state.version.files) {
+    for (const auto& file : level) {
+      edit.AddFile(1, *file);  // every table to level 1, where they overlap
+      ++files;
+    }
+  }
+  ASSERT_GE(files, 2);
+  std::string record;
+  edit.EncodeTo(&record);
+  auto file = scheduler_->BlockOn(env_->NewWritableFile(
+      ManifestFileName(dir.string(), state.next_file_number), WriteMode::kCreateExclusive));
+  ASSERT_TRUE(file.ok());
+  ManifestWriter writer(std::move(file).value());
+  ASSERT_TRUE(scheduler_->BlockOn(writer.AddRecord(record)).ok());
+  ASSERT_TRUE(scheduler_->BlockOn(writer.Sync()).ok());
+  ASSERT_TRUE(scheduler_->BlockOn(writer.Close()).ok());
+  ASSERT_TRUE(
+      scheduler_->BlockOn(SetCurrentFile(env_.get(), dir.string(), state.next_file_number)).ok());
+  ASSERT_GT(Check(dir).errors(), 0u);
+
+  const RepairReport report = Repair(dir);
+  bool merged = false;
+  for (const RepairAction& a : report.actions) {
+    merged |= a.action.find("merged into one run") != std::string::npos;
+  }
+  EXPECT_TRUE(merged);
+  EXPECT_EQ(report.errors_left, 0u);
+  EXPECT_EQ(Check(dir).errors(), 0u);
+  auto db = DB::Open(options, dir.string());
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  for (int i = 0; i < 300; ++i) {
+    std::string value;
+    ASSERT_TRUE(db.value()->Get({}, "key" + std::to_string(100000 + i), &value).ok());
+    EXPECT_EQ(value, "v1-" + std::to_string(i));
+  }
+  ASSERT_TRUE(db.value()->Close().ok());
 }
 
 // A power cut at the n-th operation of one kind during a repair, for every n until the repair

@@ -256,6 +256,49 @@ TEST_F(WalTest, DamagedSyncedRecordIsCorruptionWithFileAndOffset) {
   EXPECT_NE(status.ToString().find("offset"), std::string::npos);
 }
 
+// Salvage mode (repair): the damaged synced record is skipped and named, the fragments that
+// continue it in the next block are skipped too, and every later record is replayed.
+TEST_F(WalTest, SalvageSkipsADamagedSyncedRecordAndKeepsTheRest) {
+  std::vector<std::string> written;
+  std::vector<WalPosition> ends;
+  {
+    auto writer = OpenWriter(next_number_++);
+    for (int i = 0; i < 80; ++i) {
+      // Record 10 spans two blocks: its first fragment is damaged below.
+      written.push_back(Record(i, i == 10 ? 40000 : 1000));
+      ends.push_back(AppendOrDie(*writer, written.back()));
+      ASSERT_TRUE(scheduler_->BlockOn(writer->SyncTo(ends.back())).ok());
+    }
+    ASSERT_TRUE(scheduler_->BlockOn(writer->Close()).ok());
+  }
+  ASSERT_EQ(ends[9].log_number, ends[10].log_number);
+  const WalPosition start = ends[9];  // record 10 starts where record 9 ends
+  const fs::path segment = WalSegmentPath(dir_.path(), start.log_number);
+  {
+    std::fstream file(segment, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(start.offset + 11 + 5));  // in its payload
+    file.put('\x5a');
+  }
+  std::vector<std::string> replayed;
+  WalReplayResult result;
+  WalSalvage salvage;
+  Status status = scheduler_->BlockOn(ReplayWal(
+      env_.get(), dir_.path(), Segments(),
+      [&](std::string_view record, const WalPosition&) {
+        replayed.emplace_back(record);
+        return Status::OK();
+      },
+      &result, &salvage));
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  ASSERT_EQ(salvage.skipped.size(), 1u);
+  EXPECT_EQ(salvage.skipped[0].at, start);
+  EXPECT_NE(salvage.skipped[0].reason.find(segment.filename().string()), std::string::npos);
+  std::vector<std::string> expected = written;
+  expected.erase(expected.begin() + 10);
+  ASSERT_EQ(replayed.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(replayed[i], expected[i]) << i;
+}
+
 TEST_F(WalTest, ConcurrentSyncsShareFsyncs) {
   auto writer = OpenWriter(next_number_++);
   WalWriter* raw = writer.get();
