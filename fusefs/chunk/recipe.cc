@@ -526,12 +526,12 @@ io::Task<Status> RecipeTree::ReadLeaves(const DecodedNode& node, std::uint64_t b
   // zeros and read nothing.
   for (std::size_t first = 0; first < pieces.size(); first += kLeafReadsInFlightMax) {
     const std::size_t count = std::min(kLeafReadsInFlightMax, pieces.size() - first);
-    std::vector<io::Task<Result<std::string>>> reads;
-    reads.reserve(count);
+    std::vector<ChunkName> names;
+    names.reserve(count);
     for (std::size_t i = first; i < first + count; ++i) {
-      if (!pieces[i].entry->hole()) reads.push_back(store_->Get(pieces[i].entry->name));
+      if (!pieces[i].entry->hole()) names.push_back(pieces[i].entry->name);
     }
-    std::vector<Result<std::string>> leaves = co_await io::WhenAll(std::move(reads));
+    std::vector<Result<std::string>> leaves = co_await store_->GetMany(std::move(names));
     std::size_t next_leaf = 0;
     for (std::size_t i = first; i < first + count; ++i) {
       const Piece& piece = pieces[i];

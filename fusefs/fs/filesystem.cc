@@ -99,6 +99,9 @@ class FencedChunkStore final : public ChunkStore {
       : inner_(std::move(inner)), fence_(fence) {}
 
   io::Task<Result<std::string>> Get(const ChunkName& name) override { return inner_->Get(name); }
+  io::Task<std::vector<Result<std::string>>> GetMany(std::vector<ChunkName> names) override {
+    return inner_->GetMany(std::move(names));
+  }
   io::Task<Result<PutOutcome>> Put(const ChunkName& name, std::string_view data) override {
     co_await fence_->Touch(name);
     Result<PutOutcome> outcome = co_await inner_->Put(name, data);
