@@ -4,12 +4,15 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "check/store_state.h"
 #include "db/dbformat.h"
 #include "db/version_set.h"
+#include "db/write_batch_internal.h"
 #include "engine/check.h"
 #include "manifest/current_file.h"
 #include "manifest/filename.h"
@@ -234,13 +237,36 @@ class Checker {
     if (to_replay.empty()) co_return;
     for (std::uint64_t number : to_replay) co_await Progress(BaseFileName(FileType::kWal, number));
     WalReplayResult result;
+    // The value pointers the records carry, in replay order: the open reads their records
+    // back (a value log written since the last flush is not in the manifest yet).
+    struct NamedValue {
+      WalPosition at;
+      ValuePointer pointer;
+    };
+    std::vector<NamedValue> named;
+    class Pointers final : public InternalBatchHandler {
+     public:
+      void Put(std::string_view, std::string_view) override {}
+      void Delete(std::string_view) override {}
+      void PutValuePointer(std::string_view, std::string_view pointer) override {
+        Result<ValuePointer> decoded = DecodeValuePointer(pointer);
+        if (decoded.ok()) found.push_back(decoded.value());
+      }
+      std::vector<ValuePointer> found;
+    };
     Status status = co_await ReplayWal(
         env_, dir_, to_replay,
-        [&](std::string_view, const WalPosition&) {
+        [&](std::string_view record, const WalPosition& at) {
           ++report_.wal_records;
+          Pointers pointers;
+          // A record that does not parse is the open's error too; the WAL layer names it.
+          if (WriteBatchInternal::IterateInternal(record, &pointers).ok()) {
+            for (const ValuePointer& p : pointers.found) named.push_back({at, p});
+          }
           return Status::OK();
         },
         &result);
+    co_await CheckNamedValues(named.begin(), named.end(), result.synced_end);
     // The reader's messages name the segment; the finding names it too.
     auto segment_named = [&](std::string_view message) {
       std::string file = BaseFileName(FileType::kWal, to_replay.back());
@@ -259,6 +285,54 @@ class Checker {
           "crash's torn tail, or an earlier lap's bytes): " +
               WithoutPath(result.torn_tail_reason, dir_ + "/" + file));
     }
+  }
+
+  // The value-log records the WAL's records name must read back, as the open reads them. The
+  // first that does not ends the open's replay: a torn tail when no sync mark vouches for the
+  // record naming it (a crash lost both), damage when one does (the open then fails).
+  template <typename It>
+  io::Task<void> CheckNamedValues(It begin, It end, const WalPosition& synced_end) {
+    std::map<std::uint64_t, std::optional<std::uint64_t>> valid_end;  // nullopt: unreadable
+    for (It it = begin; it != end; ++it) {
+      const ValuePointer& p = it->pointer;
+      if (!valid_end.contains(p.file_number)) {
+        valid_end[p.file_number] = co_await VlogValidEnd(p.file_number);
+      }
+      const std::optional<std::uint64_t> file_end = valid_end[p.file_number];
+      if (file_end && p.offset >= kVlogFileHeaderBytes && p.size <= *file_end &&
+          p.offset <= *file_end - p.size) {
+        continue;
+      }
+      const std::string vlog = BaseFileName(FileType::kVlog, p.file_number);
+      const std::string wal = BaseFileName(FileType::kWal, it->at.log_number);
+      const std::string what = "the WAL record at offset " + std::to_string(it->at.offset) +
+                               " of " + wal + " names the value at offset " +
+                               std::to_string(p.offset) + ", past the records that read back";
+      if (it->at < synced_end) {
+        Add(CheckSeverity::kError, vlog, file_end.value_or(0),
+            what + " (" + (file_end ? "damaged" : "missing or unreadable") +
+                "): a sync mark vouches for the record, so its value was synced");
+      } else {
+        Add(CheckSeverity::kNote, wal, it->at.offset,
+            what +
+                ": a crash's torn tail (no sync mark vouches for it); the open replays up to "
+                "here");
+      }
+      co_return;
+    }
+  }
+
+  // Where the decodable records of value log `number` end; nullopt when it cannot be read.
+  io::Task<std::optional<std::uint64_t>> VlogValidEnd(std::uint64_t number) {
+    auto file =
+        co_await env_->NewRandomAccessFile(dir_ + "/" + BaseFileName(FileType::kVlog, number));
+    if (!file.ok()) co_return std::nullopt;
+    std::uint64_t end = 0;
+    Status scanned = co_await ScanVlogRecords(
+        *file.value(), number, [](const ValuePointer&, const VlogRecord&) { return Status::OK(); },
+        &end);
+    if (!scanned.ok()) co_return std::nullopt;
+    co_return end;
   }
 
   io::Task<void> CheckVlog(const VlogFileMeta& meta) {

@@ -447,6 +447,7 @@ io::Task<Status> DBImpl::ReplayWal(const std::vector<std::uint64_t>& log_numbers
   // A pointer past its value log's valid records: the value-log tail was lost with the
   // unsynced writes (docs/formats/vlog.md), so the replay ends before this record.
   bool vlog_torn = false;
+  WalPosition vlog_torn_at;
   class PointerCheck final : public InternalBatchHandler {
    public:
     explicit PointerCheck(const ValueLog* vlog) : vlog_(vlog) {}
@@ -478,6 +479,7 @@ io::Task<Status> DBImpl::ReplayWal(const std::vector<std::uint64_t>& log_numbers
     CFS_RETURN_IF_ERROR(WriteBatchInternal::IterateInternal(record, &check));
     if (check.bad) {
       vlog_torn = true;
+      vlog_torn_at = at;
       Log(WalFileName(dir_, at.log_number) + ": replay stops at the record at offset " +
           std::to_string(at.offset) +
           ": it names value-log bytes lost at the crash (unsynced writes after it are dropped)");
@@ -507,6 +509,16 @@ io::Task<Status> DBImpl::ReplayWal(const std::vector<std::uint64_t>& log_numbers
   WalReplayResult result;
   Status status = co_await engine::ReplayWal(env_, dir_, log_numbers, on_record, &result);
   if (!status.ok()) co_return status;
+  if (vlog_torn && vlog_torn_at < result.synced_end) {
+    // A later sync mark vouches for the record, and so for the values it names (they are
+    // synced first): their bytes were damaged after the sync. Stopping here would drop synced
+    // writes silently; like synced WAL damage, the open fails and fsck --repair salvages.
+    co_return Status::Corruption(WalFileName(dir_, vlog_torn_at.log_number) +
+                                 ": the synced record at offset " +
+                                 std::to_string(vlog_torn_at.offset) +
+                                 " names a value-log record that does not read back (damaged "
+                                 "value log; run cascadefs fsck --repair)");
+  }
   if (result.torn_tail) {
     Log("WAL replay stopped at a torn tail: " + result.torn_tail_reason +
         " (unsynced writes after it are dropped)");

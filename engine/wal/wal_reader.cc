@@ -247,6 +247,12 @@ io::Task<Status> ReplayBlocks(WalBlockSource* source, const WalRecordCallback& o
               in_record = fragment.type == WalFragmentType::kMiddle;
               break;
             case WalFragmentType::kSyncMark:
+              if (fragment.payload.size() == kSyncMarkPayloadBytes) {
+                const WalPosition durable{DecodeFixed64(fragment.payload.data()),
+                                          DecodeFixed64(fragment.payload.data() + 8)};
+                result->synced_end = std::max(result->synced_end, durable);
+              }
+              break;
             case WalFragmentType::kPadding:
               break;
             case WalFragmentType::kSegmentEnd:

@@ -34,6 +34,10 @@ struct WalReplayResult {
   WalPosition end;               // just after the last record replayed
   bool torn_tail = false;        // replay stopped at unsynced damaged bytes or a cut record
   std::string torn_tail_reason;  // where replay stopped (set also at a plain end), and why
+  // The furthest position a valid sync mark read during the replay vouches for: every record
+  // starting before it had been synced (so had every value-log record it names: a sync write
+  // syncs the value log first). {0, 0} when no sync mark was read.
+  WalPosition synced_end;
 };
 
 using WalRecordCallback = std::function<Status(std::string_view record, const WalPosition& at)>;

@@ -21,8 +21,9 @@
 //
 // CollectGarbage deletes every chunk that no inode's recipe tree refers to in a snapshot (the
 // roots: every inode record, open-unlinked files included; a store keeps no older roots), and
-// the lost-chunk records no file needs, then compacts so the space returns. CheckNamespace and CollectGarbage need a store no other
-// writer uses (a mount holds its LOCK); the daemon runs CollectGarbageAsync with its fence.
+// the lost-chunk records no file needs, then compacts so the space returns. CheckNamespace and
+// CollectGarbage need a store no other writer uses (a mount holds its LOCK); the daemon runs
+// CollectGarbageAsync with its fence.
 //
 // Memory: one entry per inode, directory entry and chunk (about 100 bytes each), like e2fsck's
 // in-memory maps; a store of 10 M chunks needs about 1 GiB.
@@ -200,5 +201,46 @@ struct ChunkSummary {
 };
 
 Result<ChunkSummary> SummarizeChunks(engine::DB* db);
+
+}  // namespace cascadefs::fusefs
+
+#include "engine/repair.h"
+
+namespace cascadefs::fusefs {
+
+// `cascadefs fsck`: every layer of a store, in order (docs/fsck.md, "Running it").
+//  1. The store's LOCK is taken (a mounted store: Busy, nothing read).
+//  2. The engine's files are checked (engine::CheckStoreFiles).
+//  3. With `repair` and engine damage: the engine's files are repaired
+//     (engine::RepairStoreFiles): intact entries kept, what is lost dropped and reported.
+//  4. When the engine's files are (now) intact, the chunks, recipes and namespace are checked
+//     (CheckNamespace), and with `repair` repaired, over the engine opened for writing; else
+//     over the engine opened read-only, when it opens at all.
+// Nothing is written without `repair`.
+struct FsckOptions {
+  bool repair = false;
+  std::function<void(const engine::CheckProgress&)> engine_progress;  // may be empty
+  std::function<void(const NamespaceCheckProgress&)> progress;        // may be empty
+};
+
+struct FsckReport {
+  engine::CheckReport engine;                         // the engine's files as found
+  std::optional<engine::RepairReport> engine_repair;  // when --repair met engine damage
+  NamespaceCheckReport logical;                       // chunks, recipes, namespace
+  bool engine_repaired() const;                       // the repair left no engine error
+  std::uint64_t errors() const;
+  std::uint64_t errors_left() const;
+  std::uint64_t repaired() const;
+  std::uint64_t warnings() const;
+  std::uint64_t notes() const;
+  // e2fsck's: 0 clean (warnings and notes allowed), 1 every error repaired, 4 errors left.
+  int exit_code() const;
+};
+
+// Runs fsck over the store in `dir` (see above). An error Status only when the check could
+// not run: `dir` is not a store (InvalidArgument), the store is in use (Busy), a repair step
+// failed (its Status). REQUIRES: not on an IO thread of `scheduler`.
+Result<FsckReport> FsckStore(io::Scheduler* scheduler, const std::string& dir,
+                             const FsckOptions& options);
 
 }  // namespace cascadefs::fusefs
