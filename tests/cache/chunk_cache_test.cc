@@ -181,11 +181,14 @@ TEST(ChunkCacheTest, WriterWaitsAtAPromisedHeadAndTheQueueDropsAtItsBound) {
   ChunkCacheOptions options = SmallOptions(4);
   options.insert_queue_bytes = kSegment;
   auto cache = MustOpen(dir.File("cache"), options);
-  // Key 0 lands in segment 0; 40 entries of 4 KiB move the writer on to segment 2.
-  for (std::uint64_t id = 0; id < 40; ++id)
+  // Key 0 lands in segment 0; 40 entries of 4 KiB move the writer on to segment 2. Flushes
+  // keep the queue (one segment) from dropping any (a slow writer under TSan would).
+  for (std::uint64_t id = 0; id < 40; ++id) {
     ASSERT_TRUE(cache->Insert(Key(id), Value(id, 4000)).ok());
+    if (id % 8 == 7) cache->Flush();
+  }
   cache->Flush();
-
+  ASSERT_EQ(cache->stats().inserts_written, 40u);  // so key 0 is not in the write segment
   std::mutex mu;
   std::condition_variable cv;
   bool release = false;
@@ -244,6 +247,7 @@ TEST(ChunkCacheTest, WriterSkipsAPromisedSegmentThatIsNotTheHead) {
     auto cache = MustOpen(path, options);
     for (std::uint64_t id = 0; id < 60; ++id) {
       ASSERT_TRUE(cache->Insert(Key(id), Value(id, 4000)).ok());
+      if (id % 8 == 7) cache->Flush();
     }
     ASSERT_TRUE(cache->Close().ok());
   }
@@ -341,8 +345,10 @@ TEST(ChunkCacheTest, WarmRestartServesWhatWasWritten) {
     EXPECT_EQ(value, Value(id, 2000 + id));
   }
   // Appends go on after the restart, and a second restart sees both.
-  for (std::uint64_t id = 50; id < 300; ++id)
+  for (std::uint64_t id = 50; id < 300; ++id) {
     ASSERT_TRUE(cache->Insert(Key(id), Value(id, 2000)).ok());
+    if (id % 32 == 0) cache->Flush();  // no drop on a full queue, however slow the writer
+  }
   ASSERT_TRUE(cache->Close().ok());
   cache = MustOpen(dir.File("cache"), SmallOptions());
   EXPECT_TRUE(cache->Lookup(Key(299), &value).ok());
