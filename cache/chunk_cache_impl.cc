@@ -91,13 +91,20 @@ ChunkCacheImpl::~ChunkCacheImpl() {
 Status ChunkCacheImpl::Start() {
   struct stat st;
   if (::fstat(fd_, &st) != 0) return Status::FromErrno(errno, path_ + ": fstat");
-  if (static_cast<std::uint64_t>(st.st_size) == options_.capacity_bytes) {
+  const std::uint64_t file_bytes = static_cast<std::uint64_t>(st.st_size);
+  if (file_bytes > 0 && file_bytes < options_.capacity_bytes) {
+    // A file cut short (truncated by a tool, or a copy that stopped) keeps what it has: the
+    // missing tail reads as zeros, that is, never-written segments, and an entry cut in two
+    // fails its checksum. Recover reformats it anyway if its headers say another geometry.
+    if (::ftruncate(fd_, static_cast<off_t>(options_.capacity_bytes)) != 0) {
+      return Status::FromErrno(errno, path_ + ": ftruncate");
+    }
+    CFS_RETURN_IF_ERROR(Recover().WithContext(path_));
+  } else if (file_bytes == options_.capacity_bytes) {
     CFS_RETURN_IF_ERROR(Recover().WithContext(path_));
   } else {
-    CFS_RETURN_IF_ERROR(Format().WithContext(path_));
+    CFS_RETURN_IF_ERROR(Format().WithContext(path_));  // new, or larger than its geometry
   }
-  // No segment written yet: the write position is "full", so the first append advances to
-  // the segment after write_segment_.
   writer_ = std::thread([this] { WriterLoop(); });
   reader_ = std::thread([this] { ReaderLoop(); });
   return Status::OK();

@@ -429,6 +429,39 @@ TEST(ChunkCacheTest, TornAndCorruptBytesAreDetectedAndDropped) {
   EXPECT_EQ(value, Value(59, 3000));
 }
 
+// A file cut short in the middle of a segment (a copy that stopped, a truncate): the entries
+// before the cut are served, the entry cut in two is detected and dropped, the rest is gone.
+TEST(ChunkCacheTest, TruncatedFileKeepsTheEntriesBeforeTheCut) {
+  TempDir dir;
+  const std::string path = dir.File("cache");
+  {
+    auto cache = MustOpen(path, SmallOptions());
+    for (std::uint64_t id = 0; id < 60; ++id) {
+      ASSERT_TRUE(cache->Insert(Key(id), Value(id, 3000)).ok());
+    }
+    ASSERT_TRUE(cache->Close().ok());
+  }
+  // 21 entries of 3049 bytes per segment: cut in the middle of id 30 (segment 1, 10th entry).
+  const std::uint64_t entry = EntryBytes(17, 3000);
+  const std::uint64_t cut = kSegment + kSegmentHeaderBytes + 9 * entry + entry / 2;
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(cut)), 0);
+  auto cache = MustOpen(path, SmallOptions());
+  std::string value;
+  for (std::uint64_t id = 0; id < 60; ++id) {
+    Status status = cache->Lookup(Key(id), &value);
+    if (id < 30) {
+      ASSERT_TRUE(status.ok()) << id << ": " << status.ToString();
+      EXPECT_EQ(value, Value(id, 3000));
+    } else {
+      EXPECT_TRUE(status.IsNotFound()) << id;
+    }
+  }
+  EXPECT_EQ(cache->stats().damaged_entries_dropped, 1u);  // the entry cut in two
+  ASSERT_TRUE(cache->Insert(Key(100), Value(100, 3000)).ok());
+  cache->Flush();
+  EXPECT_TRUE(cache->Lookup(Key(100), &value).ok());
+}
+
 // Damage that appears while the cache runs (a byte flipped under it) is caught at Lookup.
 TEST(ChunkCacheTest, DamageUnderARunningCacheIsAMissNeverServed) {
   TempDir dir;

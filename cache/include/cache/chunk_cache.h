@@ -161,10 +161,11 @@ class ChunkCache {
   // Opens the cache file at `path`, creating it (and nothing above it) when missing. An
   // existing file of the same geometry is reused: the index is rebuilt from its segments
   // (warm restart), validating every header and entry; damaged entries are dropped and
-  // counted. A file of another size, segment size or format version is reformatted (its
-  // contents are a cache: they are discarded). Starts the writer and promise reader threads.
-  // Errors: InvalidArgument for bad options; IOError/NoSpace from the file system.
-  // REQUIRES: no other ChunkCache has the file open (not checked).
+  // counted. A file shorter than capacity_bytes is extended with zeros and recovered the same
+  // way (what was cut off is lost). A larger file, or one of another segment size or format
+  // version, is reformatted (its contents are a cache: they are discarded). Starts the writer and
+  // promise reader threads. Errors: InvalidArgument for bad options; IOError/NoSpace from the file
+  // system. REQUIRES: no other ChunkCache has the file open (not checked).
   static Result<std::unique_ptr<ChunkCache>> Open(const std::string& path,
                                                   const ChunkCacheOptions& options);
 
