@@ -188,6 +188,8 @@ Status ChunkCacheImpl::Recover() {
   if (order.empty()) return Format();
   // Appends continue in the newest segment, after its last valid entry (a torn entry there is
   // overwritten).
+  // Full when every segment holds data: the next segment the writer takes evicts.
+  full_.store(order.size() == count, std::memory_order_relaxed);
   write_segment_ = order.back();
   write_offset_ = last_end;
   staged_offset_ = last_end;
@@ -301,7 +303,9 @@ Status ChunkCacheImpl::Insert(std::string_view key, std::string_view value) {
     already_cached_.fetch_add(1, std::memory_order_relaxed);
     return Status::OK();
   }
-  if (options_.admission == Admission::kSeenTwice) {
+  // The doorkeeper guards against evicting hot chunks for cold ones; before the cache is full
+  // nothing is evicted, so it would only cost a second miss per chunk.
+  if (options_.admission == Admission::kSeenTwice && full_.load(std::memory_order_relaxed)) {
     const std::uint64_t fingerprint = cache_key.Hash();
     if (!ghost_.Contains(fingerprint)) {
       ghost_.Add(fingerprint);
@@ -571,6 +575,7 @@ void ChunkCacheImpl::AdvanceSegment() {
   // Forget the chosen segment's entries (I3); remember those hit since they were written.
   Segment& segment = segments_[chosen];
   const std::uint64_t old_sequence = segment.sequence.load(std::memory_order_relaxed);
+  if (old_sequence != 0) full_.store(true, std::memory_order_relaxed);  // evicting from now on
   struct Second {
     CacheKey key;
     Location location;

@@ -156,6 +156,10 @@ class ChunkCacheImpl final : public ChunkCache {
   std::vector<Staged> staged_;       // writer: their index entries
   std::string reclaim_buffer_;       // writer: a segment image read at reclaim
 
+  // Set once the writer reclaims a written segment (or a warm restart finds no free one);
+  // gates Admission::kSeenTwice. Written by the writer (and Recover), read by Insert.
+  std::atomic<bool> full_{false};
+
   std::thread writer_;
   std::thread reader_;
   bool closed_ = false;  // guarded by close_mu_

@@ -162,18 +162,31 @@ TEST(ChunkCacheTest, ReclaimEvictsTheOldestAndKeepsHitEntries) {
   EXPECT_TRUE(cache->Close().ok());
 }
 
-TEST(ChunkCacheTest, SeenTwiceAdmitsOnTheSecondInsert) {
+TEST(ChunkCacheTest, SeenTwiceAdmitsEverythingUntilFullThenOnTheSecondInsert) {
   TempDir dir;
   ChunkCacheOptions options = SmallOptions();
   options.admission = Admission::kSeenTwice;
   auto cache = MustOpen(dir.File("cache"), options);
-  ASSERT_TRUE(cache->Insert(Key(1), Value(1, 100)).ok());
-  cache->Flush();
-  EXPECT_FALSE(cache->Contains(Key(1)));
+  // Free space: admitted at once.
   ASSERT_TRUE(cache->Insert(Key(1), Value(1, 100)).ok());
   cache->Flush();
   EXPECT_TRUE(cache->Contains(Key(1)));
-  EXPECT_EQ(cache->stats().inserts_not_admitted, 1u);
+  // Fill past the capacity (8 segments of ~15 entries) so the writer evicts.
+  for (std::uint64_t id = 10; id < 200; ++id) {
+    ASSERT_TRUE(cache->Insert(Key(id), Value(id, 4000)).ok());
+    if (id % 8 == 0) cache->Flush();
+  }
+  cache->Flush();
+  ASSERT_GT(cache->stats().evictions, 0u);
+  const std::uint64_t refused = cache->stats().inserts_not_admitted;
+  // Full: a new key is refused once (and remembered), then admitted.
+  ASSERT_TRUE(cache->Insert(Key(1000), Value(1000, 100)).ok());
+  cache->Flush();
+  EXPECT_FALSE(cache->Contains(Key(1000)));
+  EXPECT_EQ(cache->stats().inserts_not_admitted, refused + 1);
+  ASSERT_TRUE(cache->Insert(Key(1000), Value(1000, 100)).ok());
+  cache->Flush();
+  EXPECT_TRUE(cache->Contains(Key(1000)));
 }
 
 TEST(ChunkCacheTest, WriterWaitsAtAPromisedHeadAndTheQueueDropsAtItsBound) {

@@ -37,7 +37,9 @@ enum class Admission : std::uint8_t {
   // the ghost list (keys inserted once and not admitted, and keys evicted without a hit). A
   // chunk read once (a one-pass scan) never displaces cached chunks; a chunk read twice within
   // the ghost's reach is cached on its second insert. S3-FIFO's ghost queue, used as a
-  // doorkeeper.
+  // doorkeeper. Applies only once the cache is full (the writer has reclaimed a written
+  // segment): until then there is free space and every insert is queued, so a working set
+  // that fits the cache costs one miss per chunk, as with LRU, not two.
   kSeenTwice = 1,
 };
 
