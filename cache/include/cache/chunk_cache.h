@@ -215,9 +215,10 @@ class ChunkCache {
 };
 
 // Checks a cache file for fsck without opening it for writing: every segment header and entry
-// is read and validated. OK with a report (findings empty when clean); IOError when the file
-// cannot be read; InvalidArgument when segment_size_bytes is not a valid size. The segment size
-// is taken from the first valid header; `segment_size_bytes` is used when none is valid.
+// is read and validated. OK with a report (findings empty when clean); NotFound when the file
+// does not exist, IOError when it cannot be read; InvalidArgument when segment_size_bytes is
+// not a valid size. The segment size is taken from segment 0's header when it is valid, else
+// `segment_size_bytes` is used.
 Result<CacheCheckReport> CheckCacheFile(const std::string& path,
                                         std::uint32_t segment_size_bytes = 1u << 20);
 
