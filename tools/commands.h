@@ -18,6 +18,7 @@ struct MountArgs {
   std::uint32_t read_ahead_kb = 1024;
   bool value_log = false;
   std::uint32_t gc_interval_sec = 3600;
+  std::uint32_t cache_size_mb = 1024;  // the chunk cache file; 0: none
 };
 
 struct FsckArgs {

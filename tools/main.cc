@@ -52,6 +52,12 @@ int Run(int argc, char** argv) {
                    "seconds between background gc cycles that delete chunks no file refers to; "
                    "0 for none (default 3600)")
       ->check(CLI::Range(0, 31'536'000));
+  mount
+      ->add_option("--cache-size", mount_args.cache_size_mb,
+                   "MiB of the chunk cache file STORE/cache, which reads check before the store "
+                   "and which stays warm across mounts; at most an eighth of the free space is "
+                   "used; 0 for none (default 1024)")
+      ->check(CLI::Range(0, 1 << 20));
   mount->add_flag("--value-log", mount_args.value_log,
                   "keep chunks in the engine's value log: written once, not rewritten by "
                   "compactions (off until cascadefs gc reclaims deleted files' chunks)");

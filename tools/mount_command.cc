@@ -67,7 +67,21 @@ nlohmann::json StatsJson(const fusefs::MountStats& s) {
           {"gc_deleted_chunks", s.gc_deleted_chunks},
           {"gc_deleted_bytes", s.gc_deleted_bytes},
           {"gc_last_error", s.gc_last_error},
-          {"read_retries", s.read_retries}};
+          {"read_retries", s.read_retries},
+          {"cache_hits", s.cache_hits},
+          {"cache_misses", s.cache_misses},
+          {"cache_hit_ratio", s.cache_hits + s.cache_misses == 0
+                                  ? 0.0
+                                  : static_cast<double>(s.cache_hits) /
+                                        static_cast<double>(s.cache_hits + s.cache_misses)},
+          {"cache_capacity_bytes", s.cache_capacity_bytes},
+          {"cache_bytes", s.cache_bytes},
+          {"cache_entries", s.cache_entries},
+          {"cache_inserts_dropped", s.cache_inserts_dropped},
+          {"cache_writer_waits", s.cache_writer_waits},
+          {"cache_damaged_entries", s.cache_damaged_entries},
+          {"cache_promised_reads", s.cache_promised_reads},
+          {"cache_promise_latency_us_max", s.cache_promise_latency_us_max}};
 }
 
 void WriteLine(int fd, const nlohmann::json& j) {
@@ -319,6 +333,7 @@ int Serve(const MountArgs& args, const std::string& store, int ready_fd) {
   options.read_ahead_kb = args.read_ahead_kb;
   options.value_log = args.value_log;
   options.gc_interval_sec = args.gc_interval_sec;
+  options.chunk_cache_bytes = std::uint64_t{args.cache_size_mb} << 20;
   options.log = [log](std::string_view line) { log->info("{}", line); };
   Result<std::unique_ptr<fusefs::Mount>> mount = fusefs::Mount::Start(options);
   if (!mount.ok()) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/assert.h"
+#include "fs/cached_chunk_store.h"
 
 namespace cascadefs::fusefs {
 namespace {
@@ -121,12 +122,23 @@ class FencedChunkStore final : public ChunkStore {
   ChunkGcFence* const fence_;
 };
 
+// The engine's chunks, behind the chunk cache when there is one (`*cached` then points at it,
+// for its stats).
+std::unique_ptr<ChunkStore> EngineChunks(engine::DB* db, cache::ChunkCache* chunk_cache,
+                                         CachedChunkStore** cached) {
+  if (chunk_cache == nullptr) return NewEngineChunkStore(db);
+  auto store = std::make_unique<CachedChunkStore>(NewEngineChunkStore(db), chunk_cache);
+  *cached = store.get();
+  return store;
+}
+
 }  // namespace
 
 Filesystem::Filesystem(engine::DB* db, FsOptions options)
     : db_(db),
       options_(std::move(options)),
-      chunk_store_(std::make_unique<FencedChunkStore>(NewEngineChunkStore(db), &gc_fence_)),
+      chunk_store_(std::make_unique<FencedChunkStore>(
+          EngineChunks(db, options_.chunk_cache, &cached_chunks_), &gc_fence_)),
       tree_(std::make_unique<RecipeTree>(chunk_store_.get(), ChunkerOptions{})) {}
 
 Filesystem::~Filesystem() = default;
@@ -1426,6 +1438,13 @@ FsStats Filesystem::stats() const {
   {
     std::lock_guard lock(stats_mutex_);
     out = stats_;
+  }
+  if (cached_chunks_ != nullptr) {
+    const CachedChunkStoreStats& c = cached_chunks_->cache_stats();
+    out.cache_hits = c.hits.load(std::memory_order_relaxed);
+    out.cache_misses = c.misses.load(std::memory_order_relaxed);
+    out.cache_bad_entries = c.bad_entries.load(std::memory_order_relaxed);
+    out.cache_promised_reads = c.promised_reads.load(std::memory_order_relaxed);
   }
   std::lock_guard lock(state_mutex_);
   out.dirty_bytes = dirty_bytes_;

@@ -30,6 +30,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "cache/chunk_cache.h"
 #include "engine/db.h"
 #include "engine/io/task.h"
 #include "fs/async_mutex.h"
@@ -55,6 +56,9 @@ struct FsOptions {
   std::uint64_t space_reserve_bytes = 256 << 20;
   // The store directory, for statfs and the free-space check.
   std::string store_dir;
+  // The chunk cache reads check before the engine (cache/chunk_cache.h; not owned, must
+  // outlive the filesystem). Null: no cache. Default: null.
+  cache::ChunkCache* chunk_cache = nullptr;
   // Log lines (a damaged record, a failed engine write). Default: dropped.
   std::function<void(std::string_view)> log;
 };
@@ -71,6 +75,14 @@ struct FsStats {
   std::uint64_t gc_deleted_chunks = 0;
   std::uint64_t gc_deleted_bytes = 0;
   std::uint64_t read_retries = 0;  // reads that found a chunk gone and read the new root
+  // The chunk cache's side of the read path (FsOptions::chunk_cache; 0 without one): chunks
+  // served by the cache, chunks read from the engine, cache answers that did not hash to
+  // their name (read from the engine instead), and reads of many chunks answered by a
+  // promised read.
+  std::uint64_t cache_hits = 0;
+  std::uint64_t cache_misses = 0;
+  std::uint64_t cache_bad_entries = 0;
+  std::uint64_t cache_promised_reads = 0;
 };
 
 // What a create, lookup or link returns: the inode and its attributes.
@@ -224,6 +236,9 @@ class Filesystem {
   // Every chunk Put passes the fence (gc_fence.h); flushes, truncates and punches hold a token.
   ChunkGcFence gc_fence_;
   AsyncMutex gc_mutex_;  // one gc cycle at a time
+  // The chunk cache's store inside chunk_store_ (null without a cache); set by the
+  // constructor, then only read.
+  class CachedChunkStore* cached_chunks_ = nullptr;
   std::unique_ptr<ChunkStore> chunk_store_;
   std::unique_ptr<RecipeTree> tree_;
 

@@ -33,6 +33,7 @@
 
 #include <fuse3/fuse_lowlevel.h>
 
+#include "cache/chunk_cache.h"
 #include "engine/db.h"
 #include "engine/io/scheduler.h"
 #include "fs/filesystem.h"
@@ -143,6 +144,28 @@ std::uint64_t ResidentBytes() {
   return std::uint64_t{resident_pages} * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
+// The chunk cache's size: what was asked, but never more than an eighth of the space its file
+// system has free (counting what the cache file already holds), so the cache cannot take the
+// room the store needs; a power of two of MiB, so small changes of free space keep the same
+// size (another size reformats the file); 0 below 4 MiB (too small to hold a working set).
+std::uint64_t ChunkCacheBytes(std::uint64_t asked, const std::string& path) {
+  constexpr std::uint64_t kMiB = 1 << 20;
+  constexpr std::uint64_t kSmallest = 4 * kMiB;
+  if (asked == 0) return 0;
+  const std::filesystem::path file(path);
+  std::error_code ec;
+  const std::filesystem::space_info space = std::filesystem::space(file.parent_path(), ec);
+  if (ec) return 0;
+  std::uint64_t held = 0;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) held = static_cast<std::uint64_t>(st.st_blocks) * 512;
+  const std::uint64_t limit = std::min(asked, (space.available + held) / 8);
+  std::uint64_t size = kSmallest;
+  if (limit < size) return 0;
+  while (size * 2 <= limit) size *= 2;
+  return size;
+}
+
 class MountImpl final : public Mount {
  public:
   explicit MountImpl(const MountOptions& options) : options_(options) {}
@@ -180,6 +203,7 @@ class MountImpl final : public Mount {
   MountOptions options_;
   std::unique_ptr<io::Scheduler> scheduler_;
   std::unique_ptr<engine::DB> db_;
+  std::unique_ptr<cache::ChunkCache> chunk_cache_;  // null when MountOptions says none
   std::unique_ptr<Filesystem> fs_;
   std::unique_ptr<FuseHandler> handler_;
   fuse_session* session_ = nullptr;
@@ -281,7 +305,30 @@ Status MountImpl::StartImpl() {
   }
   db_ = std::move(db.value());
 
+  const std::string cache_path =
+      options_.chunk_cache_path.empty() ? options_.store_dir + "/cache" : options_.chunk_cache_path;
+  const std::uint64_t cache_bytes = ChunkCacheBytes(options_.chunk_cache_bytes, cache_path);
+  if (options_.chunk_cache_bytes > 0 && cache_bytes == 0) {
+    Log("chunk cache off: too little free space beside " + cache_path);
+  }
+  if (cache_bytes > 0) {
+    const std::string& path = cache_path;
+    cache::ChunkCacheOptions cache_options;
+    cache_options.capacity_bytes = cache_bytes;
+    Result<std::unique_ptr<cache::ChunkCache>> opened =
+        cache::ChunkCache::Open(path, cache_options);
+    if (!opened.ok()) return opened.status().WithContext("chunk cache " + path);
+    chunk_cache_ = std::move(opened).value();
+    const cache::ChunkCacheStats warm = chunk_cache_->stats();
+    if (warm.warm_restart_entries > 0 || warm.damaged_entries_dropped > 0) {
+      Log("chunk cache " + path + ": " + std::to_string(warm.warm_restart_entries) +
+          " chunks kept from the last run, " + std::to_string(warm.damaged_entries_dropped) +
+          " damaged entries dropped");
+    }
+  }
+
   FsOptions fs_options;
+  fs_options.chunk_cache = chunk_cache_.get();
   fs_options.dirty_bytes_per_file_max = options_.dirty_bytes_per_file_max;
   fs_options.dirty_bytes_max = options_.dirty_bytes_max;
   fs_options.space_reserve_bytes = options_.space_reserve_bytes;
@@ -642,6 +689,14 @@ Status MountImpl::Teardown() {
     handler_.reset();
     fs_.reset();
   }
+  if (chunk_cache_ != nullptr) {
+    // After the filesystem, its only user: queued inserts are written and the file synced,
+    // so the next mount starts warm. A cache that could not write (a full disk) lost only
+    // hits: logged, not an error of the unmount.
+    Status closed = chunk_cache_->Close();
+    if (!closed.ok()) Log("chunk cache: " + std::string(closed.message()));
+    chunk_cache_.reset();
+  }
   if (db_ != nullptr) {
     // A clean stop leaves nothing in the WAL to replay at the next mount.
     keep(db_->Flush());
@@ -689,6 +744,19 @@ MountStats MountImpl::stats() const {
     out.gc_deleted_chunks = f.gc_deleted_chunks;
     out.gc_deleted_bytes = f.gc_deleted_bytes;
     out.read_retries = f.read_retries;
+    out.cache_hits = f.cache_hits;
+    out.cache_misses = f.cache_misses;
+    out.cache_promised_reads = f.cache_promised_reads;
+  }
+  if (chunk_cache_ != nullptr) {
+    const cache::ChunkCacheStats c = chunk_cache_->stats();
+    out.cache_capacity_bytes = c.capacity_bytes;
+    out.cache_bytes = c.bytes_cached;
+    out.cache_entries = c.entries;
+    out.cache_inserts_dropped = c.inserts_dropped_queue_full;
+    out.cache_writer_waits = c.writer_waits_on_promises;
+    out.cache_damaged_entries = c.damaged_entries_dropped;
+    out.cache_promise_latency_us_max = c.promise_latency_us_max;
   }
   {
     std::lock_guard lock(mutex_);
@@ -722,6 +790,10 @@ Result<std::unique_ptr<Mount>> Mount::Start(const MountOptions& options) {
   }
   if (options.gc_interval_sec > 31'536'000) {
     return Status::InvalidArgument("gc_interval_sec must be in 0..31536000");
+  }
+  if (options.chunk_cache_bytes != 0 &&
+      (options.chunk_cache_bytes < (4u << 20) || options.chunk_cache_bytes > (1ull << 40))) {
+    return Status::InvalidArgument("chunk_cache_bytes must be 0 or in 4 MiB..1 TiB");
   }
   if (options.dirty_bytes_max < options.dirty_bytes_per_file_max) {
     return Status::InvalidArgument("dirty_bytes_max must be at least dirty_bytes_per_file_max");

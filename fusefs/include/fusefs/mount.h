@@ -84,6 +84,15 @@ struct MountOptions {
   // periodic cycle leaves the space to background compaction; `cascadefs gc STORE` runs one
   // now and compacts. 0: only on request. Range: 0..31,536,000 (a year). Default: 3,600.
   std::uint32_t gc_interval_sec = 3600;
+  // The chunk cache (docs/cache.md): a file of this size, in 1 MiB segments, that chunk reads
+  // check before the engine; it survives restarts (warm). Larger holds more of a working set
+  // that outgrows the page cache; it is disk space, and ~100 bytes of index memory per
+  // cached chunk. The size used is this, capped at an eighth of the free space beside the
+  // file (the cache never takes the store's room) and rounded down to a power of two of MiB;
+  // below 4 MiB the cache is off. 0: no cache. Range: 0, or 4 MiB..1 TiB. Default: 1 GiB.
+  std::uint64_t chunk_cache_bytes = std::uint64_t{1} << 30;
+  // Where the cache file lives. Empty: "<store_dir>/cache". Default: empty.
+  std::string chunk_cache_path;
   // Log lines (engine recovery, damaged records, the unmount). Called from any thread.
   std::function<void(std::string_view)> log;
 };
@@ -122,6 +131,18 @@ struct MountStats {
   std::uint64_t gc_deleted_bytes = 0;
   std::string gc_last_error;       // of the last cycle; empty when it succeeded
   std::uint64_t read_retries = 0;  // reads that met a root replaced and collected meanwhile
+  // The chunk cache (all 0 without one): chunks served by it and read from the engine past
+  // it; its size, contents and the bounds it hit (cache/chunk_cache.h, ChunkCacheStats).
+  std::uint64_t cache_hits = 0;
+  std::uint64_t cache_misses = 0;
+  std::uint64_t cache_capacity_bytes = 0;
+  std::uint64_t cache_bytes = 0;
+  std::uint64_t cache_entries = 0;
+  std::uint64_t cache_inserts_dropped = 0;  // the insert queue was at its bound
+  std::uint64_t cache_writer_waits = 0;     // the writer waited for a promise at the head
+  std::uint64_t cache_damaged_entries = 0;  // found damaged, dropped, never served
+  std::uint64_t cache_promised_reads = 0;
+  std::uint64_t cache_promise_latency_us_max = 0;
   std::vector<MountRequest> oldest_requests;  // up to 8 in progress, oldest first
 };
 
