@@ -139,6 +139,18 @@ nlohmann::json Json(const std::string& store, const fusefs::FsckReport& report) 
                         {"files_damaged", logical.files_damaged},
                         {"files_with_lost_data", logical.files_with_lost_data},
                         {"findings", findings}};
+  if (report.cache) {
+    nlohmann::json cache_findings = nlohmann::json::array();
+    for (const cache::CacheFinding& f : report.cache->findings) {
+      cache_findings.push_back(
+          {{"segment", f.segment_index}, {"offset", f.file_offset}, {"problem", f.message}});
+    }
+    out["cache"] = {{"segments", report.cache->segments},
+                    {"segments_written", report.cache->segments_written},
+                    {"entries_valid", report.cache->entries_valid},
+                    {"removed", report.cache_removed},
+                    {"findings", cache_findings}};
+  }
   if (report.engine_repair) {
     const engine::RepairReport& repair = *report.engine_repair;
     nlohmann::json actions = nlohmann::json::array();
@@ -214,6 +226,13 @@ int RunFsck(const FsckArgs& args) {
   }
   for (const fusefs::NamespaceFinding& f : logical.findings) {
     fmt::print("{}\n", FindingLine(store, f));
+  }
+  if (report.cache) {
+    for (const cache::CacheFinding& f : report.cache->findings) {
+      fmt::print("{}/cache: offset {}: note: {} (never served; the next lap rewrites it){}\n",
+                 store, f.file_offset, f.message,
+                 report.cache_removed ? " [the cache file was removed]" : "");
+    }
   }
   const std::uint64_t errors_left = report.errors_left();
   const std::uint64_t repaired = report.repaired();

@@ -102,9 +102,9 @@ int Run(int argc, char** argv) {
   inspect
       ->add_option("WHAT", inspect_args.what,
                    "summary (default), levels (SSTs per level), vlog (garbage per value log), "
-                   "chunks (dedup and compression), file PATH (its chunk tree) or chunk HASH "
-                   "(the files that refer to it)")
-      ->check(CLI::IsMember({"summary", "levels", "vlog", "chunks", "file", "chunk"}));
+                   "chunks (dedup and compression), file PATH (its chunk tree), chunk HASH "
+                   "(the files that refer to it) or cache (the chunk cache file)")
+      ->check(CLI::IsMember({"summary", "levels", "vlog", "chunks", "file", "chunk", "cache"}));
   inspect->add_option("TARGET", inspect_args.target,
                       "for file: a path inside the store (/dir/name); for chunk: its hash");
   inspect->add_flag("--json", inspect_args.json, "one JSON object");

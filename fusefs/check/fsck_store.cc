@@ -41,7 +41,8 @@ std::uint64_t FsckReport::notes() const {
   const auto logical_notes = static_cast<std::uint64_t>(
       std::count_if(logical.findings.begin(), logical.findings.end(),
                     [](const auto& f) { return f.severity == engine::CheckSeverity::kNote; }));
-  return engine_notes + logical_notes;
+  const std::uint64_t cache_notes = cache ? cache->findings.size() : 0;
+  return engine_notes + logical_notes + cache_notes;
 }
 
 int FsckReport::exit_code() const {
@@ -134,6 +135,20 @@ Result<FsckReport> FsckStore(io::Scheduler* scheduler, const std::string& dir,
         scheduler->BlockOn(engine::RepairStoreFiles(env.get(), dir, engine::RepairOptions{}));
     if (!repaired.ok()) return repaired.status().WithContext("repairing the engine's files");
     report.engine_repair = std::move(repaired).value();
+  }
+  const std::string cache_path = dir + "/cache";
+  if (std::filesystem::exists(cache_path, ec)) {
+    Result<cache::CacheCheckReport> cache = cache::CheckCacheFile(cache_path);
+    if (cache.ok()) {
+      report.cache = std::move(cache).value();
+    } else {
+      report.cache = cache::CacheCheckReport{};
+      report.cache->findings.push_back(
+          {.message = "cannot be read: " + std::string(cache.status().message())});
+    }
+    if (options.repair && !report.cache->findings.empty()) {
+      report.cache_removed = std::filesystem::remove(cache_path, ec);
+    }
   }
   // The namespace is repaired only over intact engine files: a write through a damaged engine
   // could land on top of what a later engine repair would have to salvage.

@@ -247,3 +247,63 @@ TEST_F(Fsck, GcOfAMountedStoreDuringAWriteStormLosesNothing) {
 
 }  // namespace
 }  // namespace cascadefs::mounttest
+
+namespace cascadefs::mounttest {
+namespace {
+
+void DropPageCache() {
+  sync();
+  std::ofstream("/proc/sys/vm/drop_caches") << "3\n";
+}
+
+TEST_F(Fsck, TheChunkCacheServesRereadsStaysWarmAndNeverServesADamagedEntry) {
+  if (native()) GTEST_SKIP() << "the chunk cache is cascadefs'";
+  if (geteuid() != 0) GTEST_SKIP() << "dropping the page cache needs root";
+  const std::string data = RandomBytes(41, 8 << 20);  // incompressible: findable in the cache
+  ASSERT_TRUE(WriteFile(path("data.bin"), data));
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  std::string read_back;
+  for (int pass = 0; pass < 2; ++pass) {
+    DropPageCache();  // so the reads reach the daemon
+    ASSERT_TRUE(ReadFile(path("data.bin"), &read_back));
+    ASSERT_TRUE(read_back == data) << "pass " << pass;
+  }
+  std::string out;
+  ASSERT_EQ(Cascadefs({"status", "--json", guard().root()}, &out), 0) << out;
+  EXPECT_GT(JsonNumber(out, "cache_hits"), 256) << out;  // the second pass: 8 MiB of chunks
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  // Closed warm: the file holds the chunks, and inspect says so.
+  ASSERT_EQ(Cascadefs({"inspect", guard().store_dir(), "cache", "--json"}, &out), 0) << out;
+  EXPECT_GT(JsonNumber(out, "entries_valid"), 256) << out;
+
+  // A changed byte inside a cached chunk: fsck reports it (a note: the cache never serves
+  // it), --repair removes the cache file, and reads are right throughout.
+  const fs::path cache_file = fs::path(guard().store_dir()) / "cache";
+  std::string bytes;
+  ASSERT_TRUE(ReadFile(cache_file, &bytes));
+  const std::size_t at = bytes.find(data.substr(5 << 20, 64));
+  ASSERT_NE(at, std::string::npos) << "the file's bytes are not in the cache file";
+  {
+    std::fstream file(cache_file, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(at + 32));
+    file.put(static_cast<char>(bytes[at + 32] ^ 0x20));
+  }
+  EXPECT_EQ(Cascadefs({"fsck", guard().store_dir()}, &out), 0) << out;
+  EXPECT_NE(out.find("/cache: offset"), std::string::npos) << out;
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  DropPageCache();
+  ASSERT_TRUE(ReadFile(path("data.bin"), &read_back));
+  EXPECT_TRUE(read_back == data) << "a damaged cache entry changed what a read returns";
+  ASSERT_EQ(Cascadefs({"status", "--json", guard().root()}, &out), 0) << out;
+  EXPECT_GE(JsonNumber(out, "cache_damaged_entries"), 1) << out;
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  EXPECT_EQ(Cascadefs({"fsck", "--repair", guard().store_dir()}, &out), 0) << out;
+  EXPECT_FALSE(fs::exists(cache_file)) << out;
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_TRUE(ReadFile(path("data.bin"), &read_back));
+  EXPECT_TRUE(read_back == data);
+}
+
+}  // namespace
+}  // namespace cascadefs::mounttest

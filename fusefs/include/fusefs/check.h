@@ -204,6 +204,7 @@ Result<ChunkSummary> SummarizeChunks(engine::DB* db);
 
 }  // namespace cascadefs::fusefs
 
+#include "cache/chunk_cache.h"
 #include "engine/repair.h"
 
 namespace cascadefs::fusefs {
@@ -213,7 +214,8 @@ namespace cascadefs::fusefs {
 //  2. The engine's files are checked (engine::CheckStoreFiles).
 //  3. With `repair` and engine damage: the engine's files are repaired
 //     (engine::RepairStoreFiles): intact entries kept, what is lost dropped and reported.
-//  4. When the engine's files are (now) intact, the chunks, recipes and namespace are checked
+//  4. The chunk cache file, when there is one (cache::CheckCacheFile).
+//  5. When the engine's files are (now) intact, the chunks, recipes and namespace are checked
 //     (CheckNamespace), and with `repair` repaired, over the engine opened for writing; else
 //     over the engine opened read-only, when it opens at all.
 // Nothing is written without `repair`.
@@ -227,7 +229,12 @@ struct FsckReport {
   engine::CheckReport engine;                         // the engine's files as found
   std::optional<engine::RepairReport> engine_repair;  // when --repair met engine damage
   NamespaceCheckReport logical;                       // chunks, recipes, namespace
-  bool engine_repaired() const;                       // the repair left no engine error
+  // The chunk cache file (STORE/cache), when there is one. Its damage is a note: the cache
+  // never serves a damaged entry (its checksums and the read path's hash check), so nothing
+  // is lost but hits. --repair deletes a damaged file (the next mount starts it empty).
+  std::optional<cache::CacheCheckReport> cache;
+  bool cache_removed = false;
+  bool engine_repaired() const;  // the repair left no engine error
   std::uint64_t errors() const;
   std::uint64_t errors_left() const;
   std::uint64_t repaired() const;
