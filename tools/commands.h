@@ -19,6 +19,7 @@ struct MountArgs {
   bool value_log = false;
   std::uint32_t gc_interval_sec = 3600;
   std::uint32_t cache_size_mb = 1024;  // the chunk cache file; 0: none
+  std::string chunk_trace;             // file to append the chunk read stream to; empty: none
 };
 
 struct FsckArgs {

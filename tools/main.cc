@@ -58,6 +58,9 @@ int Run(int argc, char** argv) {
                    "and which stays warm across mounts; at most an eighth of the free space is "
                    "used; 0 for none (default 1024)")
       ->check(CLI::Range(0, 1 << 20));
+  mount->add_option("--chunk-trace", mount_args.chunk_trace,
+                    "append every chunk a read asks for (HEX LENGTH per line) to this file, for "
+                    "cache_bench --trace");
   mount->add_flag("--value-log", mount_args.value_log,
                   "keep chunks in the engine's value log: written once, not rewritten by "
                   "compactions (off until cascadefs gc reclaims deleted files' chunks)");

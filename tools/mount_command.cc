@@ -334,6 +334,10 @@ int Serve(const MountArgs& args, const std::string& store, int ready_fd) {
   options.value_log = args.value_log;
   options.gc_interval_sec = args.gc_interval_sec;
   options.chunk_cache_bytes = std::uint64_t{args.cache_size_mb} << 20;
+  // The daemon leaves the working directory: a relative path is made absolute here.
+  if (!args.chunk_trace.empty()) {
+    options.chunk_trace_path = std::filesystem::absolute(args.chunk_trace).string();
+  }
   options.log = [log](std::string_view line) { log->info("{}", line); };
   Result<std::unique_ptr<fusefs::Mount>> mount = fusefs::Mount::Start(options);
   if (!mount.ok()) {

@@ -10,33 +10,48 @@
 
 namespace cascadefs::fusefs {
 
-CachedChunkStore::CachedChunkStore(std::unique_ptr<ChunkStore> inner, cache::ChunkCache* cache)
-    : inner_(std::move(inner)), cache_(cache) {}
+CachedChunkStore::CachedChunkStore(std::unique_ptr<ChunkStore> inner, cache::ChunkCache* cache,
+                                   ChunkReadTrace trace)
+    : inner_(std::move(inner)), cache_(cache), trace_(std::move(trace)) {}
 
 void CachedChunkStore::Offer(const ChunkName& name, const Result<std::string>& read) {
-  if (!read.ok()) return;
+  if (!read.ok() || cache_ == nullptr) return;
   // OK whether queued or dropped (a full queue, not admitted): never waits for the writer.
   Status queued = cache_->Insert(name.encoded(), read.value());
   static_cast<void>(queued);
 }
 
 io::Task<Result<std::string>> CachedChunkStore::Get(const ChunkName& name) {
+  if (cache_ == nullptr) {
+    Result<std::string> read = co_await inner_->Get(name);
+    if (trace_ && read.ok()) trace_(name, read.value().size());
+    co_return read;
+  }
   std::string value;
   Status cached = co_await cache_->LookupAsync(name.encoded(), &value);
   if (cached.ok()) {
     if (name.Matches(value)) {
       cache_stats_.hits.fetch_add(1, std::memory_order_relaxed);
+      if (trace_) trace_(name, value.size());
       co_return value;
     }
     cache_stats_.bad_entries.fetch_add(1, std::memory_order_relaxed);
   }
   cache_stats_.misses.fetch_add(1, std::memory_order_relaxed);
   Result<std::string> read = co_await inner_->Get(name);
+  if (trace_ && read.ok()) trace_(name, read.value().size());
   Offer(name, read);
   co_return read;
 }
 
 io::Task<std::vector<Result<std::string>>> CachedChunkStore::GetMany(std::vector<ChunkName> names) {
+  if (cache_ == nullptr) {
+    std::vector<Result<std::string>> out = co_await inner_->GetMany(names);
+    for (std::size_t i = 0; trace_ && i < out.size(); ++i) {
+      if (out[i].ok()) trace_(names[i], out[i].value().size());
+    }
+    co_return out;
+  }
   if (names.size() <= 1) {
     std::vector<Result<std::string>> out;
     for (const ChunkName& name : names) out.push_back(co_await Get(name));
@@ -106,6 +121,11 @@ io::Task<std::vector<Result<std::string>>> CachedChunkStore::GetMany(std::vector
     for (std::uint32_t i : refetch) again.push_back(names[i]);
     std::vector<Result<std::string>> read_again = co_await inner_->GetMany(std::move(again));
     for (std::size_t j = 0; j < refetch.size(); ++j) out[refetch[j]] = std::move(read_again[j]);
+  }
+  if (trace_) {
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (out[i].ok()) trace_(names[i], out[i].value().size());
+    }
   }
   co_return out;
 }

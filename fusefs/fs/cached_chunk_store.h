@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "cache/chunk_cache.h"
@@ -27,10 +28,16 @@ struct CachedChunkStoreStats {
   std::atomic<std::uint64_t> promised_reads{0};  // GetMany calls answered by a promise
 };
 
+// Called with every chunk a read asks for, before the cache is looked at: the stream of
+// requests bench/cache_bench replays (`--trace`). May be called from many threads at once.
+using ChunkReadTrace = std::function<void(const ChunkName& name, std::size_t length)>;
+
 class CachedChunkStore final : public ChunkStore {
  public:
-  // `inner` is owned; `cache` is not and must outlive the store.
-  CachedChunkStore(std::unique_ptr<ChunkStore> inner, cache::ChunkCache* cache);
+  // `inner` is owned; `cache` is not and must outlive the store. `cache` may be null when
+  // only `trace` is wanted (the store then reads the inner store directly).
+  CachedChunkStore(std::unique_ptr<ChunkStore> inner, cache::ChunkCache* cache,
+                   ChunkReadTrace trace = {});
 
   io::Task<Result<std::string>> Get(const ChunkName& name) override;
   io::Task<std::vector<Result<std::string>>> GetMany(std::vector<ChunkName> names) override;
@@ -45,6 +52,7 @@ class CachedChunkStore final : public ChunkStore {
 
   std::unique_ptr<ChunkStore> inner_;
   cache::ChunkCache* const cache_;
+  const ChunkReadTrace trace_;
   CachedChunkStoreStats cache_stats_;
 };
 

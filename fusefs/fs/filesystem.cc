@@ -122,12 +122,12 @@ class FencedChunkStore final : public ChunkStore {
   ChunkGcFence* const fence_;
 };
 
-// The engine's chunks, behind the chunk cache when there is one (`*cached` then points at it,
-// for its stats).
+// The engine's chunks, behind the chunk cache when there is one or reads are traced (`*cached`
+// then points at it, for its stats).
 std::unique_ptr<ChunkStore> EngineChunks(engine::DB* db, cache::ChunkCache* chunk_cache,
-                                         CachedChunkStore** cached) {
-  if (chunk_cache == nullptr) return NewEngineChunkStore(db);
-  auto store = std::make_unique<CachedChunkStore>(NewEngineChunkStore(db), chunk_cache);
+                                         const ChunkReadTrace& trace, CachedChunkStore** cached) {
+  if (chunk_cache == nullptr && !trace) return NewEngineChunkStore(db);
+  auto store = std::make_unique<CachedChunkStore>(NewEngineChunkStore(db), chunk_cache, trace);
   *cached = store.get();
   return store;
 }
@@ -138,7 +138,8 @@ Filesystem::Filesystem(engine::DB* db, FsOptions options)
     : db_(db),
       options_(std::move(options)),
       chunk_store_(std::make_unique<FencedChunkStore>(
-          EngineChunks(db, options_.chunk_cache, &cached_chunks_), &gc_fence_)),
+          EngineChunks(db, options_.chunk_cache, options_.chunk_read_trace, &cached_chunks_),
+          &gc_fence_)),
       tree_(std::make_unique<RecipeTree>(chunk_store_.get(), ChunkerOptions{})) {}
 
 Filesystem::~Filesystem() = default;

@@ -204,6 +204,8 @@ class MountImpl final : public Mount {
   std::unique_ptr<io::Scheduler> scheduler_;
   std::unique_ptr<engine::DB> db_;
   std::unique_ptr<cache::ChunkCache> chunk_cache_;  // null when MountOptions says none
+  std::FILE* chunk_trace_ = nullptr;  // MountOptions::chunk_trace_path; closed by Teardown
+  std::mutex chunk_trace_mutex_;      // one line at a time
   std::unique_ptr<Filesystem> fs_;
   std::unique_ptr<FuseHandler> handler_;
   fuse_session* session_ = nullptr;
@@ -329,6 +331,16 @@ Status MountImpl::StartImpl() {
 
   FsOptions fs_options;
   fs_options.chunk_cache = chunk_cache_.get();
+  if (!options_.chunk_trace_path.empty()) {
+    chunk_trace_ = std::fopen(options_.chunk_trace_path.c_str(), "a");
+    if (chunk_trace_ == nullptr) {
+      return Status::FromErrno(errno, options_.chunk_trace_path + ": the chunk trace");
+    }
+    fs_options.chunk_read_trace = [this](const ChunkName& name, std::size_t length) {
+      std::lock_guard lock(chunk_trace_mutex_);
+      std::fprintf(chunk_trace_, "%s %zu\n", name.ToHex().c_str(), length);
+    };
+  }
   fs_options.dirty_bytes_per_file_max = options_.dirty_bytes_per_file_max;
   fs_options.dirty_bytes_max = options_.dirty_bytes_max;
   fs_options.space_reserve_bytes = options_.space_reserve_bytes;
@@ -688,6 +700,10 @@ Status MountImpl::Teardown() {
     keep(scheduler_->BlockOn(fs_->FlushAll()));
     handler_.reset();
     fs_.reset();
+  }
+  if (chunk_trace_ != nullptr) {
+    std::fclose(chunk_trace_);
+    chunk_trace_ = nullptr;
   }
   if (chunk_cache_ != nullptr) {
     // After the filesystem, its only user: queued inserts are written and the file synced,

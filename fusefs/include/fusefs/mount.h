@@ -93,6 +93,10 @@ struct MountOptions {
   std::uint64_t chunk_cache_bytes = std::uint64_t{1} << 30;
   // Where the cache file lives. Empty: "<store_dir>/cache". Default: empty.
   std::string chunk_cache_path;
+  // Appends one line per chunk a read asks for, "HEX-NAME LENGTH", to this file: the request
+  // stream `cache_bench --trace` replays. Costs a locked write per chunk; for benchmarks.
+  // Empty: none. Default: empty.
+  std::string chunk_trace_path;
   // Log lines (engine recovery, damaged records, the unmount). Called from any thread.
   std::function<void(std::string_view)> log;
 };
