@@ -84,9 +84,10 @@ io::Task<std::vector<Result<std::string>>> CachedChunkStore::GetMany(std::vector
         if (--deliveries.remaining == 0) deliveries.delivered.NotifyAll();
       });
   {
-    // The keys the cache does not hold are never delivered: take them off the count.
+    // Exactly `promised` deliveries come (the keys the cache does not hold, never): take the
+    // others off the count.
     std::lock_guard lock(deliveries.mutex);
-    deliveries.remaining -= static_cast<std::uint32_t>(promise.missing.size());
+    deliveries.remaining -= static_cast<std::uint32_t>(names.size()) - promise.promised;
   }
   cache_stats_.promised_reads.fetch_add(1, std::memory_order_relaxed);
   // The store reads of the missing ones run while the cache delivers the rest.

@@ -189,7 +189,8 @@ class ChunkCache {
   virtual Status Lookup(std::string_view key, std::string* value) = 0;
 
   // Lookup for code on the io scheduler. The pread is blocking, on the calling IO thread:
-  // cache entries are recent writes, usually in the page cache. TODO(#9): an io_uring read.
+  // cache entries are recent writes, usually in the page cache. (Not yet an io_uring read:
+  // a cold entry costs its IO thread one disk read.)
   virtual io::Task<Status> LookupAsync(std::string_view key, std::string* value) = 0;
 
   // Whether the index holds `key` now. Reads nothing and counts neither hit nor miss.
