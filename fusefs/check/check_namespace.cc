@@ -247,16 +247,7 @@ class Checker {
           Add(engine::CheckSeverity::kError, kRootIno, "/", "",
               "the root directory's inode is missing: repair writes a new one (mode 0755, "
               "owner root)");
-      InodeRecord record;
-      record.mode = S_IFDIR | 0755;
-      record.nlink = 2;
-      record.parent = kRootIno;
-      record.next_cookie = kFirstCookie;
-      const std::int64_t now = NowNs();
-      record.atime_ns = record.mtime_ns = record.ctime_ns = record.btime_ns = now;
-      ScannedInode& inode = scan_.inodes[kRootIno];
-      inode.decoded = true;
-      inode.record = record;
+      AddDirectoryInode(kRootIno, S_IFDIR | 0755);
       created_[kRootIno] = Created{.finding = f};
     } else if (root->decoded && !IsDir(root->record.mode)) {
       Add(engine::CheckSeverity::kError, kRootIno, "/", "", "the root inode is not a directory");
@@ -560,16 +551,7 @@ class Checker {
       }
     }
     const std::uint64_t ino = next_ino_++;
-    InodeRecord record;
-    record.mode = kLostFoundMode;
-    record.nlink = 2;
-    record.parent = kRootIno;
-    record.next_cookie = kFirstCookie;
-    const std::int64_t now = NowNs();
-    record.atime_ns = record.mtime_ns = record.ctime_ns = record.btime_ns = now;
-    ScannedInode& inode = scan_.inodes[ino];
-    inode.decoded = true;
-    inode.record = record;
+    AddDirectoryInode(ino, kLostFoundMode);
     Entry entry{.parent = kRootIno,
                 .name = std::string(kLostFoundName),
                 .cookie = NextCookie(kRootIno),
@@ -582,6 +564,21 @@ class Checker {
                                     {ListingKey(entry.parent, entry.cookie), ListingOf(entry)}}};
     superblock_dirty_ = true;
     return ino;
+  }
+
+  // An empty directory in the root, made now, as repair creates one (in memory; CheckCounts
+  // writes its record with the counts the entries give it).
+  void AddDirectoryInode(std::uint64_t ino, std::uint32_t mode) {
+    InodeRecord record;
+    record.mode = mode;
+    record.nlink = 2;
+    record.parent = kRootIno;
+    record.next_cookie = kFirstCookie;
+    const std::int64_t now = NowNs();
+    record.atime_ns = record.mtime_ns = record.ctime_ns = record.btime_ns = now;
+    ScannedInode& inode = scan_.inodes[ino];
+    inode.decoded = true;
+    inode.record = record;
   }
 
   static std::int64_t NowNs() {
