@@ -58,6 +58,13 @@ int Run(int argc, char** argv) {
                    "and which stays warm across mounts; at most an eighth of the free space is "
                    "used; 0 for none (default 1024)")
       ->check(CLI::Range(0, 1 << 20));
+  mount->add_option("--sync", mount_args.sync,
+                    "keep this mount in sync through the hub at HOST:PORT (cascadefs serve)");
+  mount->add_option("--key", mount_args.key, "the hub's pre-shared key file (cascadefs keygen)");
+  mount->add_option("--namespace", mount_args.ns, "the hub's namespace to follow")
+      ->capture_default_str();
+  mount->add_flag("--receive-only", mount_args.receive_only,
+                  "apply the hub's changes, never send local ones");
   mount->add_option("--chunk-trace", mount_args.chunk_trace,
                     "append every chunk a read asks for (HEX LENGTH per line) to this file, for "
                     "cache_bench --trace");

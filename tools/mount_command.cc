@@ -81,7 +81,22 @@ nlohmann::json StatsJson(const fusefs::MountStats& s) {
           {"cache_writer_waits", s.cache_writer_waits},
           {"cache_damaged_entries", s.cache_damaged_entries},
           {"cache_promised_reads", s.cache_promised_reads},
-          {"cache_promise_latency_us_max", s.cache_promise_latency_us_max}};
+          {"cache_promise_latency_us_max", s.cache_promise_latency_us_max},
+          {"sync", s.sync_enabled},
+          {"sync_state", s.sync_state},
+          {"sync_last_error", s.sync_last_error},
+          {"sync_cursor", s.sync_cursor},
+          {"sync_head", s.sync_head},
+          {"sync_pending", s.sync_pending},
+          {"sync_commits", s.sync_commits},
+          {"sync_applied", s.sync_applied},
+          {"sync_conflicts", s.sync_conflicts},
+          {"sync_uploaded_chunks", s.sync_uploaded_chunks},
+          {"sync_uploaded_bytes", s.sync_uploaded_bytes},
+          {"sync_fetched_chunks", s.sync_fetched_chunks},
+          {"sync_fetched_bytes", s.sync_fetched_bytes},
+          {"sync_wire_bytes_sent", s.sync_wire_bytes_sent},
+          {"sync_wire_bytes_received", s.sync_wire_bytes_received}};
 }
 
 void WriteLine(int fd, const nlohmann::json& j) {
@@ -338,6 +353,10 @@ int Serve(const MountArgs& args, const std::string& store, int ready_fd) {
   if (!args.chunk_trace.empty()) {
     options.chunk_trace_path = std::filesystem::absolute(args.chunk_trace).string();
   }
+  options.sync_hub = args.sync;
+  if (!args.key.empty()) options.sync_key_file = std::filesystem::absolute(args.key).string();
+  options.sync_namespace = args.ns;
+  options.sync_receive_only = args.receive_only;
   options.log = [log](std::string_view line) { log->info("{}", line); };
   Result<std::unique_ptr<fusefs::Mount>> mount = fusefs::Mount::Start(options);
   if (!mount.ok()) {

@@ -8,6 +8,7 @@
 #include "engine/iterator.h"
 #include "engine/write_batch.h"
 #include "fusefs/chunk_store.h"
+#include "sync/sync_state.h"
 
 namespace cascadefs::fusefs {
 namespace {
@@ -103,6 +104,18 @@ void Record(StoreScan* scan, std::string_view key, std::string_view value, bool 
       if (rest.size() < 9) break;
       ++scan->xattr_counts[DecodeBig64(rest)];
       return;
+    case 's': {
+      // A synced mount's state (fusefs/sync/sync_state.h): the cursor and base entries.
+      bool decoded = false;
+      if (rest == "c") {
+        decoded = sync::SyncCursor::Decode(value).ok();
+      } else if (!rest.empty() && rest[0] == 'b') {
+        decoded = sync::BaseEntry::Decode(value).ok();
+      }
+      if (!decoded) break;
+      ++scan->sync_state_keys;
+      return;
+    }
     default:
       if (scan->unknown_keys.size() < kUnknownKeysKept) scan->unknown_keys.emplace_back(key);
       return;

@@ -71,6 +71,7 @@ struct StoreScan {
   std::unordered_map<ChunkName, ScannedLostChunk, ChunkNameHash> lost_chunks;  // "l" keys
   std::vector<std::string> malformed_keys;  // a known tag with an impossible length
   std::vector<std::string> unknown_keys;    // tags nothing writes (the first 100)
+  std::uint64_t sync_state_keys = 0;        // "s" keys of a synced mount that decode
 };
 
 using ScanProgress = std::function<void(const NamespaceCheckProgress&)>;

@@ -221,6 +221,7 @@ int Filesystem::EngineErrno(const Status& status, std::string_view what) {
 io::Task<int> Filesystem::Commit(const engine::WriteBatch& batch, std::string_view what) {
   Status status = co_await db_->WriteAsync({}, batch);
   if (!status.ok()) co_return EngineErrno(status, what);
+  if (options_.on_change) options_.on_change();
   co_return 0;
 }
 
@@ -1039,6 +1040,32 @@ io::Task<int> Filesystem::FlushLocked(Inode* inode) {
   }
   if (batch.Count() == 0) co_return 0;
   co_return co_await Commit(batch, "committing inode " + std::to_string(inode->ino));
+}
+
+io::Task<int> Filesystem::SetFileRoot(std::uint64_t ino, const FileRoot& root,
+                                      std::int64_t mtime_ns) {
+  InodeRef ref;
+  int err = co_await Pin(ino, &ref);
+  if (err != 0) co_return err;
+  Inode* inode = ref.get();
+  co_await inode->data_mutex.Lock();
+  AsyncMutexUnlocker unlock_data(inode->data_mutex);
+  co_await namespace_mutex_.Lock();
+  AsyncMutexUnlocker unlock(namespace_mutex_);
+  engine::WriteBatch batch;
+  {
+    std::lock_guard lock(state_mutex_);
+    if (!S_ISREG(inode->rec.mode)) co_return EINVAL;
+    if (inode->dirty.bytes() > 0) co_return EBUSY;
+    inode->rec.root = root;
+    inode->rec.size = root.length;
+    inode->rec.mtime_ns = mtime_ns;
+    inode->rec.ctime_ns = NowNs();
+    if (inode->deleted) co_return 0;
+    batch.Put(InodeKey(inode->ino), inode->rec.Encode());
+    ++record_epoch_;
+  }
+  co_return co_await Commit(batch, "installing inode " + std::to_string(inode->ino));
 }
 
 io::Task<int> Filesystem::TruncateLocked(Inode* inode, std::uint64_t size) {

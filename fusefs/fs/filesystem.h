@@ -64,6 +64,10 @@ struct FsOptions {
   std::function<void(const ChunkName& name, std::size_t length)> chunk_read_trace;
   // Log lines (a damaged record, a failed engine write). Default: dropped.
   std::function<void(std::string_view)> log;
+  // Called after every namespace change is written (a create, a flush's new root, a rename,
+  // a setattr...), from the IO thread that wrote it: the synced mount's cue to look for
+  // local changes (fusefs/sync/sync_agent.h). Must not block. Default: none.
+  std::function<void()> on_change;
 };
 
 struct FsStats {
@@ -204,6 +208,19 @@ class Filesystem {
   io::Task<Result<GcReport>> CollectGarbage(GcOptions options);
 
   FsStats stats() const;
+
+  // ---- For the synced mount (fusefs/sync/sync_agent.h), which installs remote versions. ----
+
+  // Sets the contents of regular file `ino` to `root`, whose chunks the store already holds,
+  // and its mtime; one atomic record write. EBUSY when the file has unflushed writes, EINVAL
+  // when it is not a regular file.
+  io::Task<int> SetFileRoot(std::uint64_t ino, const FileRoot& root, std::int64_t mtime_ns);
+  // Held from before the first chunk Put of a remote file until SetFileRoot committed its
+  // root, so a gc cycle cannot collect the chunks in between (fs/gc_fence.h, point 1).
+  ChunkGcFence::Token HoldGcFence() { return gc_fence_.Enter(); }
+  // The store and tree the filesystem reads and writes chunks through (fenced and cached).
+  ChunkStore* chunk_store() { return chunk_store_.get(); }
+  RecipeTree* recipe_tree() { return tree_.get(); }
 
  private:
   struct Inode;

@@ -39,6 +39,8 @@
 #include "fs/filesystem.h"
 #include "fuse/fuse_handler.h"
 #include "fuse/fuse_uring.h"
+#include "net/connection.h"
+#include "sync/sync_agent.h"
 
 namespace cascadefs::fusefs {
 namespace {
@@ -199,6 +201,8 @@ class MountImpl final : public Mount {
   Result<GcReport> RunGc(GcOptions options);
   // Undoes whatever Start did, in reverse order. Idempotent.
   Status Teardown();
+  // FUSE_NOTIFY_INVAL_ENTRY: the kernel forgets `name` in `parent` (a synced change).
+  void NotifyInvalEntry(std::uint64_t parent, std::string_view name);
 
   MountOptions options_;
   std::unique_ptr<io::Scheduler> scheduler_;
@@ -207,6 +211,11 @@ class MountImpl final : public Mount {
   std::FILE* chunk_trace_ = nullptr;  // MountOptions::chunk_trace_path; closed by Teardown
   std::mutex chunk_trace_mutex_;      // one line at a time
   std::unique_ptr<Filesystem> fs_;
+  // The synced mount's agent (MountOptions::sync_hub), set once started; stopped before fs_
+  // goes. on_change reads it from IO threads.
+  std::unique_ptr<sync::SyncAgent> sync_agent_;
+  std::atomic<sync::SyncAgent*> sync_agent_ptr_{nullptr};
+  sync::SyncAgentOptions sync_options_;
   std::unique_ptr<FuseHandler> handler_;
   fuse_session* session_ = nullptr;
   int fd_ = -1;
@@ -263,6 +272,33 @@ Status MountImpl::StartImpl() {
     }
   } else {
     uring_unavailable = "--transport dev-fuse";
+  }
+
+  if (!options_.sync_hub.empty()) {
+    Result<net::HostPort> hub = net::ParseHostPort(options_.sync_hub);
+    if (!hub.ok()) return hub.status().WithContext("--sync");
+    if (options_.sync_key_file.empty()) {
+      return Status::InvalidArgument("--sync " + options_.sync_hub + ": needs --key FILE");
+    }
+    Result<net::PresharedKey> key = net::LoadKeyFile(options_.sync_key_file);
+    if (!key.ok()) return key.status();
+    if (!net::IsValidNamespace(options_.sync_namespace)) {
+      return Status::InvalidArgument("--namespace '" + options_.sync_namespace +
+                                     "': 1 to 64 of the characters A-Z a-z 0-9 . _ -");
+    }
+    sync_options_.hub = hub.value();
+    sync_options_.key = key.value();
+    sync_options_.ns = options_.sync_namespace;
+    sync_options_.receive_only = options_.sync_receive_only;
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "unknown");
+    sync_options_.host = host;
+    sync_options_.owner_uid = geteuid();
+    sync_options_.owner_gid = getegid();
+    sync_options_.log = options_.log;
+    sync_options_.invalidate_entry = [this](std::uint64_t parent, std::string_view name) {
+      NotifyInvalEntry(parent, name);
+    };
   }
 
   io::SchedulerOptions scheduler_options;
@@ -346,6 +382,13 @@ Status MountImpl::StartImpl() {
   fs_options.space_reserve_bytes = options_.space_reserve_bytes;
   fs_options.store_dir = options_.store_dir;
   fs_options.log = options_.log;
+  if (!options_.sync_hub.empty()) {
+    fs_options.on_change = [this] {
+      if (sync::SyncAgent* agent = sync_agent_ptr_.load(std::memory_order_acquire)) {
+        agent->NotifyChange();
+      }
+    };
+  }
   Result<std::unique_ptr<Filesystem>> fs =
       scheduler_->BlockOn(Filesystem::Open(db_.get(), fs_options));
   if (!fs.ok()) return fs.status().WithContext(options_.store_dir);
@@ -401,6 +444,22 @@ Status MountImpl::StartImpl() {
   if (!uring_serving_.load()) SpawnServeLoops(options_.requests_in_flight - first_reads);
   SetReadAhead();
   if (options_.gc_interval_sec > 0) gc_thread_ = std::thread([this] { GcLoop(); });
+  if (!options_.sync_hub.empty()) {
+    Result<std::unique_ptr<sync::SyncAgent>> agent =
+        sync::SyncAgent::Start(fs_.get(), db_.get(), scheduler_.get(), sync_options_);
+    if (!agent.ok()) {
+      Status teardown = Teardown();
+      if (!teardown.ok()) Log("stopping: " + std::string(teardown.message()));
+      return agent.status().WithContext("sync");
+    }
+    {
+      std::lock_guard lock(mutex_);
+      sync_agent_ = std::move(agent).value();
+      sync_agent_ptr_.store(sync_agent_.get(), std::memory_order_release);
+    }
+    Log("syncing with " + options_.sync_hub + ", namespace " + options_.sync_namespace +
+        (options_.sync_receive_only ? " (receive only)" : ""));
+  }
   Log("mounted " + options_.store_dir + " on " + options_.mountpoint + " (transport " +
       (uring_serving_.load() ? "io-uring" : "dev-fuse") + ")");
   return Status::OK();
@@ -598,6 +657,26 @@ void MountImpl::SendReply(std::uint64_t unique, const FuseReply& reply) {
   }
 }
 
+void MountImpl::NotifyInvalEntry(std::uint64_t parent, std::string_view name) {
+  if (fd_ < 0) return;
+  fuse_out_header header{};
+  fuse_notify_inval_entry_out arg{};
+  arg.parent = parent;
+  arg.namelen = static_cast<std::uint32_t>(name.size());
+  header.error = FUSE_NOTIFY_INVAL_ENTRY;
+  header.unique = 0;
+  header.len = static_cast<std::uint32_t>(sizeof(header) + sizeof(arg) + name.size() + 1);
+  char nul = 0;
+  iovec iov[4] = {{&header, sizeof(header)},
+                  {&arg, sizeof(arg)},
+                  {const_cast<char*>(name.data()), name.size()},
+                  {&nul, 1}};
+  // ENOENT: the kernel holds no such entry; ENODEV: the mount is gone. Neither matters.
+  if (writev(fd_, iov, 4) < 0 && errno != ENOENT && errno != ENODEV) {
+    Log(std::string("invalidating a name in the kernel: ") + std::strerror(errno));
+  }
+}
+
 Status MountImpl::Unmount() {
   Status flushed = scheduler_->BlockOn(fs_->FlushAll());
   if (!flushed.ok()) Log("flushing before unmount: " + std::string(flushed.message()));
@@ -698,6 +777,15 @@ Status MountImpl::Teardown() {
   }
   if (fs_ != nullptr) {
     keep(scheduler_->BlockOn(fs_->FlushAll()));
+    std::unique_ptr<sync::SyncAgent> agent;
+    {
+      std::lock_guard lock(mutex_);  // stats() reads the agent under it
+      agent = std::move(sync_agent_);
+      sync_agent_ptr_.store(nullptr, std::memory_order_release);
+    }
+    // After the last flush, so a final push round carries the last writes.
+    if (agent != nullptr) agent->Stop();
+    agent.reset();
     handler_.reset();
     fs_.reset();
   }
@@ -777,6 +865,24 @@ MountStats MountImpl::stats() const {
   {
     std::lock_guard lock(mutex_);
     out.gc_last_error = gc_last_error_;
+    if (sync_agent_ != nullptr) {
+      const sync::SyncStats y = sync_agent_->stats();
+      out.sync_enabled = true;
+      out.sync_state = y.state;
+      out.sync_last_error = y.last_error;
+      out.sync_cursor = y.cursor;
+      out.sync_head = y.head;
+      out.sync_pending = y.pending;
+      out.sync_commits = y.commits;
+      out.sync_applied = y.applied;
+      out.sync_conflicts = y.conflicts;
+      out.sync_uploaded_chunks = y.uploaded_chunks;
+      out.sync_uploaded_bytes = y.uploaded_bytes;
+      out.sync_fetched_chunks = y.fetched_chunks;
+      out.sync_fetched_bytes = y.fetched_bytes;
+      out.sync_wire_bytes_sent = y.wire_bytes_sent;
+      out.sync_wire_bytes_received = y.wire_bytes_received;
+    }
   }
   if (db_ != nullptr) {
     const engine::DbStats d = db_->stats();

@@ -97,6 +97,16 @@ struct MountOptions {
   // stream `cache_bench --trace` replays. Costs a locked write per chunk; for benchmarks.
   // Empty: none. Default: empty.
   std::string chunk_trace_path;
+  // Sync with a hub (docs/sync.md): "HOST:PORT" of `cascadefs serve`; empty: not synced.
+  // Local changes are committed about 100 ms after the last one (at most 1 s after the
+  // first), remote ones applied as they are journaled. Default: empty.
+  std::string sync_hub;
+  // The pre-shared key file (`cascadefs keygen`) the hub holds too. Required with sync_hub.
+  std::string sync_key_file;
+  // The hub's namespace this mount follows: 1..64 of [A-Za-z0-9._-]. Default: "default".
+  std::string sync_namespace = "default";
+  // Apply remote changes, never commit local ones. Default: false.
+  bool sync_receive_only = false;
   // Log lines (engine recovery, damaged records, the unmount). Called from any thread.
   std::function<void(std::string_view)> log;
 };
@@ -148,6 +158,24 @@ struct MountStats {
   std::uint64_t cache_promised_reads = 0;
   std::uint64_t cache_promise_latency_us_max = 0;
   std::vector<MountRequest> oldest_requests;  // up to 8 in progress, oldest first
+  // Sync (MountOptions::sync_hub; all empty or 0 without it): the connection's state, the
+  // journal cursor applied and the hub's head, local paths not yet committed at the last
+  // look, and counts of what went each way.
+  bool sync_enabled = false;
+  std::string sync_state;  // "connected", "connecting", "offline", "stopped"
+  std::string sync_last_error;
+  std::uint64_t sync_cursor = 0;
+  std::uint64_t sync_head = 0;
+  std::uint64_t sync_pending = 0;
+  std::uint64_t sync_commits = 0;
+  std::uint64_t sync_applied = 0;
+  std::uint64_t sync_conflicts = 0;
+  std::uint64_t sync_uploaded_chunks = 0;
+  std::uint64_t sync_uploaded_bytes = 0;
+  std::uint64_t sync_fetched_chunks = 0;
+  std::uint64_t sync_fetched_bytes = 0;
+  std::uint64_t sync_wire_bytes_sent = 0;
+  std::uint64_t sync_wire_bytes_received = 0;
 };
 
 class Mount {
