@@ -1,5 +1,5 @@
 // cached_chunk_store.cc: the chunk cache in front of the store (cached_chunk_store.h).
-#include "fs/cached_chunk_store.h"
+#include "fusefs/cached_chunk_store.h"
 
 #include <algorithm>
 #include <mutex>

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "engine/assert.h"
-#include "fs/cached_chunk_store.h"
+#include "fusefs/cached_chunk_store.h"
 
 namespace cascadefs::fusefs {
 namespace {

@@ -59,7 +59,7 @@ struct FsOptions {
   // The chunk cache reads check before the engine (cache/chunk_cache.h; not owned, must
   // outlive the filesystem). Null: no cache. Default: null.
   cache::ChunkCache* chunk_cache = nullptr;
-  // Called with every chunk a read asks for (fs/cached_chunk_store.h, ChunkReadTrace), for
+  // Called with every chunk a read asks for (fusefs/cached_chunk_store.h, ChunkReadTrace), for
   // recording the request stream cache_bench replays. Empty: none. Default: empty.
   std::function<void(const ChunkName& name, std::size_t length)> chunk_read_trace;
   // Log lines (a damaged record, a failed engine write). Default: dropped.

@@ -1,11 +1,11 @@
-// cached_chunk_store_test.cc: the chunk cache in the read path (fs/cached_chunk_store.h).
+// cached_chunk_store_test.cc: the chunk cache in the read path (fusefs/cached_chunk_store.h).
 //
 // Goal: a chunk read once is served by the cache the next time (Get and GetMany), a read of
 // many chunks takes the cached ones from one promised read and the rest from the store, and
 // bytes the cache returns under a name they do not hash to are never used: the store's are.
 // Method: a memory chunk store behind a real ChunkCache on a small file (64 KiB segments,
 // every insert admitted), driven on a scheduler.
-#include "fs/cached_chunk_store.h"
+#include "fusefs/cached_chunk_store.h"
 
 #include <memory>
 #include <random>
