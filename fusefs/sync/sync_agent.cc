@@ -244,14 +244,21 @@ SyncAgent::~SyncAgent() { Stop(); }
 void SyncAgent::Stop() {
   {
     std::lock_guard lock(mutex_);
+    if (stopped_) return;
+    stopped_ = true;
     stopping_ = true;
     state_ = "stopped";
   }
   wake_.notify_all();
-  push_channel_->Stop();
   pull_channel_->Stop();
   if (push_thread_.joinable()) push_thread_.join();
   if (pull_thread_.joinable()) pull_thread_.join();
+  // A last round for the changes made since the last one (the final flush of an unmount).
+  if (!options_.receive_only && push_channel_->connected()) {
+    Status last = PushRound();
+    if (!last.ok()) Log("sync: the last push before stopping: " + last.ToString());
+  }
+  push_channel_->Stop();
   std::lock_guard work(work_mutex_);
   Status written = WriteState();
   if (!written.ok()) Log("saving the sync state: " + std::string(written.message()));
@@ -445,7 +452,13 @@ io::Task<Status> SyncAgent::ScanTree(LocalTree* out, IgnoreRules* rules) {
     if (err == ENOENT) continue;  // removed meanwhile
     if (err != 0) co_return ErrnoStatus(err, "/" + dir.path);
     for (auto& [name, ino] : children) {
-      if (std::string_view(name).starts_with(kTempPrefix)) continue;
+      if (std::string_view(name).starts_with(kTempPrefix)) {
+        // An install a crash interrupted (installs run under work_mutex_, as this walk does):
+        // nothing refers to it.
+        const int removed = co_await fs_->Unlink(dir.ino, name);
+        if (removed != 0 && removed != ENOENT) co_return ErrnoStatus(removed, "/" + name);
+        continue;
+      }
       std::string path = JoinPath(dir.path, name);
       InodeRecord attr;
       const int got = co_await fs_->GetAttr(ino, &attr);
@@ -494,8 +507,13 @@ void SyncAgent::PushLoop() {
       }
       if (stopping_) return;
       changed_ = false;
+      round_running_ = true;
     }
     Status pushed = PushRound();
+    {
+      std::lock_guard lock(mutex_);
+      round_running_ = false;
+    }
     if (pushed.ok()) {
       backoff_ms = kBackoffMinMs;
       continue;
@@ -632,7 +650,9 @@ Status SyncAgent::PushRound() {
     std::vector<net::CommitEntry> all = std::move(deletes);
     for (net::CommitEntry& put : puts) all.push_back(std::move(put));
     if (all.empty()) return WriteState();
+    unresolved_ = 0;
     Status committed = CommitEntries(std::move(all), &no_rename);
+    if (committed.ok()) pending_.store(unresolved_);
     CFS_RETURN_IF_ERROR(WriteState());
     return committed;
   }
@@ -701,11 +721,13 @@ Status SyncAgent::CommitEntries(std::vector<net::CommitEntry> entries,
           case net::CommitStatus::kConflict:
             // The hub has a newer version: the pull loop brings it, and a local version that
             // differs becomes a conflicted copy then.
+            ++unresolved_;
             break;
           case net::CommitStatus::kMissing:
             again.push_back(entry);
             break;
           case net::CommitStatus::kRejected: {
+            ++unresolved_;
             Log("sync: the hub refused " + path +
                 (entry.change.kind == net::EntryKind::kRename ? " -> " + entry.change.target
                                                               : std::string()));
@@ -824,6 +846,7 @@ Status SyncAgent::PullBatch() {
 
   std::lock_guard work(work_mutex_);
   if (cursor_.cursor != cursor) return Status::OK();  // the hub changed meanwhile: list again
+  CFS_RETURN_IF_ERROR(scheduler_->BlockOn(ReadIgnoreRules(&ignore_)));
   for (const net::JournalEntry& entry : listed.value().entries) {
     if (entry.jid <= cursor_.cursor) continue;
     Status applied = ApplyEntry(entry);
@@ -1200,6 +1223,10 @@ SyncStats SyncAgent::stats() const {
   out.cursor = cursor_seen_.load();
   out.head = head_.load();
   out.pending = pending_.load();
+  {
+    std::lock_guard lock(mutex_);
+    if (changed_ || round_running_) ++out.pending;  // a change not looked at yet
+  }
   out.commits = commits_.load();
   out.applied = applied_.load();
   out.conflicts = conflicts_.load();

@@ -160,10 +160,13 @@ class SyncAgent {
   SyncCursor cursor_;                      // GUARDED_BY(work_mutex_)
   engine::WriteBatch pending_writes_;      // GUARDED_BY(work_mutex_)
   IgnoreRules ignore_;                     // GUARDED_BY(work_mutex_); refreshed by each scan
+  std::uint64_t unresolved_ = 0;  // GUARDED_BY(work_mutex_): conflicts and refusals of a round
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;                               // GUARDED_BY(mutex_)
+  bool stopped_ = false;                                // GUARDED_BY(mutex_): Stop ran
+  bool round_running_ = false;                          // GUARDED_BY(mutex_)
   bool changed_ = true;                                 // GUARDED_BY(mutex_)
   std::chrono::steady_clock::time_point first_change_;  // GUARDED_BY(mutex_)
   std::chrono::steady_clock::time_point last_change_;   // GUARDED_BY(mutex_)
