@@ -44,7 +44,17 @@ struct InspectArgs {
   bool json = false;
 };
 
+struct ServeArgs {
+  std::string store;
+  std::string listen;
+  std::string key;
+  std::uint32_t retention_days = 30;
+  std::uint32_t cache_size_mb = 1024;
+};
+
 int RunMount(const MountArgs& args);
+int RunServe(const ServeArgs& args);
+int RunKeygen(const std::string& path);
 // `cascadefs inspect STORE [summary|levels|vlog|chunks|file PATH|chunk HASH]`: 0, or 8 when
 // the store cannot be read.
 int RunInspect(const InspectArgs& args);

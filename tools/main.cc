@@ -1,6 +1,6 @@
 // main.cc: the `cascadefs` command line.
 //
-// Subcommands: mount, umount, status, fsck, inspect, gc (serve and keygen join with sync).
+// Subcommands: mount, umount, status, fsck, inspect, gc, serve, keygen.
 // This file parses the command line with CLI11 and turns every failure into the one-line
 // error and exit code of STYLE.md ("cascadefs <command>: <path or key>: <cause>").
 // It is the only place that catches an exception: CLI11 reports parse errors by throwing.
@@ -103,6 +103,28 @@ int Run(int argc, char** argv) {
   gc->add_flag("--dry-run", gc_args.dry_run, "count what would be deleted, delete nothing");
   gc->add_flag("--json", gc_args.json, "one JSON object");
 
+  cascadefs::tools::ServeArgs serve_args;
+  CLI::App* serve = app.add_subcommand(
+      "serve", "run the sync hub in the foreground: journal and chunks for synced mounts");
+  serve->add_option("--store", serve_args.store, "the hub's store directory (made on first use)")
+      ->required();
+  serve->add_option("--listen", serve_args.listen, "HOST:PORT to listen on")->required();
+  serve->add_option("--key", serve_args.key, "the pre-shared key file (cascadefs keygen)")
+      ->required();
+  serve
+      ->add_option("--retention-days", serve_args.retention_days,
+                   "keep replaced file versions this long")
+      ->capture_default_str();
+  serve
+      ->add_option("--cache-size", serve_args.cache_size_mb,
+                   "MiB of the chunk cache serving retrievals (0: none)")
+      ->capture_default_str();
+
+  std::string keygen_path;
+  CLI::App* keygen = app.add_subcommand("keygen", "write a new pre-shared key for sync");
+  keygen->add_option("FILE", keygen_path, "the key file to create (never overwritten)")
+      ->required();
+
   cascadefs::tools::InspectArgs inspect_args;
   CLI::App* inspect = app.add_subcommand(
       "inspect",
@@ -135,6 +157,8 @@ int Run(int argc, char** argv) {
   if (fsck->parsed()) return cascadefs::tools::RunFsck(fsck_args);
   if (inspect->parsed()) return cascadefs::tools::RunInspect(inspect_args);
   if (gc->parsed()) return cascadefs::tools::RunGc(gc_args);
+  if (serve->parsed()) return cascadefs::tools::RunServe(serve_args);
+  if (keygen->parsed()) return cascadefs::tools::RunKeygen(keygen_path);
   fmt::print(stderr, "{}", app.help());
   return 2;
 }
