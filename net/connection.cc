@@ -440,7 +440,10 @@ class ConnectionImpl final : public Connection {
     const unsigned long code = ERR_peek_error();
     if (handshake && ERR_GET_LIB(code) == ERR_LIB_SSL) {
       const int reason = ERR_GET_REASON(code);
-      if (!server_ && reason == SSL_R_TLSV1_ALERT_DECRYPT_ERROR) {
+      // OpenSSL answers a PSK binder that does not verify (another key) with an
+      // illegal_parameter alert; decrypt_error is the alert RFC 8446 names for it.
+      if (!server_ && (reason == SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER ||
+                       reason == SSL_R_TLSV1_ALERT_DECRYPT_ERROR)) {
         ERR_clear_error();
         return Status::IOError(peer_ + ": TLS handshake failed: the hub refused the key");
       }
