@@ -378,7 +378,10 @@ void SyncAgent::TombstoneTree(const std::string& path, std::uint64_t jid) {
   tomb.kind = BaseKind::kDeleted;
   tomb.jid = jid;
   std::vector<std::string> under;
-  for (auto it = base_.upper_bound(path); it != base_.end() && IsUnder(it->first, path); ++it) {
+  // The paths under `path` sort together from path + "/" ("a.b" sorts between "a" and "a/").
+  const std::string prefix = path + "/";
+  for (auto it = base_.lower_bound(prefix); it != base_.end() && it->first.starts_with(prefix);
+       ++it) {
     under.push_back(it->first);
   }
   SetBase(path, tomb);
@@ -390,7 +393,8 @@ void SyncAgent::MoveBaseTree(const std::string& from, const std::string& to, std
   auto it = base_.find(from);
   if (it != base_.end() && it->second.kind != BaseKind::kDeleted)
     moved.emplace_back("", it->second);
-  for (it = base_.upper_bound(from); it != base_.end() && IsUnder(it->first, from); ++it) {
+  const std::string prefix = from + "/";
+  for (it = base_.lower_bound(prefix); it != base_.end() && it->first.starts_with(prefix); ++it) {
     if (it->second.kind != BaseKind::kDeleted) {
       moved.emplace_back(it->first.substr(from.size()), it->second);
     }
@@ -553,7 +557,7 @@ Status SyncAgent::PushRound() {
     }
     std::vector<std::pair<std::string, std::string>> moved;  // (from, to) emitted
     for (const auto& [path, entry] : local) {
-      if (!entry.settled || no_rename.contains(entry.ino)) continue;
+      if (phase > 0 || !entry.settled || no_rename.contains(entry.ino)) continue;
       auto found = base_path_of_ino.find(entry.ino);
       if (found == base_path_of_ino.end() || found->second == path) continue;
       const std::string& from = found->second;
