@@ -14,6 +14,7 @@
 #include "engine/write_batch.h"
 #include "fusefs/cached_chunk_store.h"
 #include "fusefs/recipe.h"
+#include "net/delta.h"
 
 namespace cascadefs::hub {
 namespace {
@@ -43,15 +44,38 @@ io::Task<Status> CheckFiles(CompletenessWalk* walk, const std::vector<net::Commi
   co_return Status::OK();
 }
 
+// zstd level of the deltas Retrieve sends: chunks are at most 256 KiB, so even 19 costs
+// about a millisecond each, and deltas are sent for changed chunks only.
+constexpr int kDeltaLevel = 19;
+
 io::Task<Status> PutChunks(fusefs::ChunkStore* store, const net::StoreBatch* batch,
                            std::string* refused, std::uint32_t* stored) {
   for (const net::ChunkBytes& chunk : batch->chunks) {
     Result<fusefs::ChunkName> name = fusefs::ChunkName::Decode(chunk.name);
-    if (!name.ok() || name.value().is_null() || !name.value().Matches(chunk.data)) {
+    const std::string* data = &chunk.data;
+    std::string undelta;
+    if (name.ok() && !chunk.delta_base.empty()) {
+      // A delta against a chunk this hub holds (net/delta.h). A base it lacks, or a delta that
+      // does not decode, makes the chunk refused like a wrong one: the client's commit then
+      // finds it missing and sends it whole.
+      Result<fusefs::ChunkName> base_name = fusefs::ChunkName::Decode(chunk.delta_base);
+      Result<std::string> base = Status::InvalidArgument("delta base: not a chunk name");
+      if (base_name.ok()) base = co_await store->Get(base_name.value());
+      Result<std::string> decoded =
+          base.ok() ? net::DecodeDelta(base.value(), chunk.data, net::kChunkBytesMax)
+                    : Result<std::string>(base.status());
+      if (!decoded.ok()) {
+        refused->append(chunk.name);
+        continue;
+      }
+      undelta = std::move(decoded).value();
+      data = &undelta;
+    }
+    if (!name.ok() || name.value().is_null() || !name.value().Matches(*data)) {
       refused->append(chunk.name);
       continue;
     }
-    Result<fusefs::PutOutcome> put = co_await store->Put(name.value(), chunk.data);
+    Result<fusefs::PutOutcome> put = co_await store->Put(name.value(), *data);
     if (!put.ok()) co_return put.status();
     ++*stored;
   }
@@ -406,11 +430,17 @@ Result<net::ListReply> HubImpl::List(const net::List& list) {
   reply.head_jid = ns->head_jid;
   const std::size_t max_entries =
       std::min<std::size_t>(std::max<std::uint32_t>(list.max_entries, 1), net::kEntriesMax);
+  // Entries can be ~8 KiB each (a 4 KiB path and a 4 KiB target): the reply also stops at
+  // kListReplyBytesMax so it always fits one frame.
+  constexpr std::size_t kListReplyBytesMax = 8 << 20;
+  std::size_t reply_bytes = 0;
   if (list.cursor < ns->head_jid) {
     Status scanned = journal_->Scan(ns->id, list.cursor + 1, [&](const net::JournalEntry& e) {
       if (e.jid > reply.head_jid) return false;  // appended, not yet published
+      reply_bytes += e.change.path.size() + e.change.target.size() + e.change.root.size() +
+                     e.origin.size() + 64;
       reply.entries.push_back(e);
-      return reply.entries.size() < max_entries;
+      return reply.entries.size() < max_entries && reply_bytes < kListReplyBytesMax;
     });
     if (!scanned.ok()) return scanned;
   }
@@ -446,12 +476,28 @@ Result<net::RetrieveReply> HubImpl::Retrieve(const net::Retrieve& retrieve) {
       if (next_read < positions.size() && positions[next_read] == i) {
         Result<std::string>& read = reads[next_read++];
         if (read.ok()) {
-          if (bytes + read.value().size() > net::kBatchBytesMax && !reply.chunks.empty()) {
-            return reply;  // the prefix; the client asks again for the rest
-          }
-          bytes += read.value().size();
           chunk.found = true;
           chunk.data = std::move(read.value());
+          // The client holds a likely similar chunk: its difference is usually far smaller.
+          const std::string_view base_name =
+              retrieve.bases.empty()
+                  ? std::string_view()
+                  : std::string_view(retrieve.bases).substr(i * kNameBytes, kNameBytes);
+          Result<fusefs::ChunkName> base = fusefs::ChunkName::Decode(base_name);
+          if (base.ok() && !base.value().is_null()) {
+            Result<std::string> base_bytes = scheduler_->BlockOn(chunks_->Get(base.value()));
+            if (base_bytes.ok()) {
+              std::string delta = net::EncodeDelta(base_bytes.value(), chunk.data, kDeltaLevel);
+              if (delta.size() < chunk.data.size()) {
+                chunk.delta_base = std::string(base_name);
+                chunk.data = std::move(delta);
+              }
+            }
+          }
+          if (bytes + chunk.data.size() > net::kBatchBytesMax && !reply.chunks.empty()) {
+            return reply;  // the prefix; the client asks again for the rest
+          }
+          bytes += chunk.data.size();
         } else if (!read.status().IsNotFound()) {
           Log("retrieve: " + std::string(read.status().message()));
         }

@@ -25,6 +25,8 @@ static_assert(kFrameHeaderBytes == 4 + 1 + 1, "u32 length, u8 type, u8 flags");
 static_assert(kFrameBodyBytesMax <= UINT32_MAX, "the length field is a u32");
 static_assert(kBatchBytesMax <= kMessageBytesMax, "a full batch must fit one message");
 static_assert(kChunkBytesMax <= kBatchBytesMax, "one chunk must fit one batch");
+static_assert(kBatchBytesMax + kNamesMax * (kChunkNameBytes + 1 + 4) + 16 <= kFrameBodyBytesMax,
+              "a full batch must fit one frame body even when it does not compress");
 
 constexpr std::uint8_t kFlagCompressed = 0x01;
 constexpr std::uint8_t kFlagsKnown = kFlagCompressed;
@@ -545,7 +547,10 @@ std::string StoreBatch::Encode() const {
   writer.PutVarint(chunks.size());
   for (const ChunkBytes& chunk : chunks) {
     CFS_ASSERT(chunk.name.size() == kChunkNameBytes);
+    CFS_ASSERT(chunk.delta_base.empty() || chunk.delta_base.size() == kChunkNameBytes);
     writer.PutBytes(chunk.name);
+    writer.PutU8(chunk.delta_base.empty() ? 0 : 1);
+    writer.PutBytes(chunk.delta_base);
     writer.PutString(chunk.data);
   }
   std::string payload = std::move(writer).Finish();
@@ -560,15 +565,21 @@ Result<StoreBatch> StoreBatch::Decode(std::string_view payload) {
     std::uint64_t count = 0;
     CFS_RETURN_IF_ERROR(reader.Varint("chunk count", kNamesMax, &count));
     if (count == 0) return WireReader::Error("chunk count", "0: a batch holds chunks");
-    CFS_RETURN_IF_ERROR(reader.CountFits("chunk count", count, kChunkNameBytes + 1));
+    CFS_RETURN_IF_ERROR(reader.CountFits("chunk count", count, kChunkNameBytes + 2));
     batch.chunks.resize(static_cast<std::size_t>(count));
     std::size_t data_bytes = 0;
     for (std::size_t i = 0; i < batch.chunks.size(); ++i) {
       ChunkBytes& chunk = batch.chunks[i];
-      Status chunk_status = reader.Bytes("name", kChunkNameBytes, &chunk.name);
-      if (chunk_status.ok()) {
-        chunk_status = reader.String("data", 0, kChunkBytesMax, &chunk.data);
-      }
+      Status chunk_status = [&]() -> Status {
+        CFS_RETURN_IF_ERROR(reader.Bytes("name", kChunkNameBytes, &chunk.name));
+        std::uint8_t form = 0;
+        CFS_RETURN_IF_ERROR(reader.U8("form", &form));
+        if (form > 1) return WireReader::Error("form", std::to_string(form) + " is not 0 or 1");
+        if (form == 1) {
+          CFS_RETURN_IF_ERROR(reader.Bytes("delta base", kChunkNameBytes, &chunk.delta_base));
+        }
+        return reader.String("data", 0, kChunkBytesMax, &chunk.data);
+      }();
       if (chunk_status.ok()) {
         data_bytes += chunk.data.size();
         if (data_bytes > kBatchBytesMax) {
@@ -694,8 +705,10 @@ Result<ListReply> ListReply::Decode(std::string_view payload) {
 
 std::string Retrieve::Encode() const {
   CFS_DASSERT(IsValidNameList(names) && !names.empty());
+  CFS_DASSERT(bases.empty() || bases.size() == names.size());
   WireWriter writer;
   writer.PutString(names);
+  writer.PutString(bases);
   std::string payload = std::move(writer).Finish();
   CFS_DASSERT(Retrieve::Decode(payload).ok());
   return payload;
@@ -706,6 +719,10 @@ Result<Retrieve> Retrieve::Decode(std::string_view payload) {
   Retrieve retrieve;
   Status s = [&]() -> Status {
     CFS_RETURN_IF_ERROR(ReadNameList(reader, "names", 1, &retrieve.names));
+    CFS_RETURN_IF_ERROR(ReadNameList(reader, "bases", 0, &retrieve.bases));
+    if (!retrieve.bases.empty() && retrieve.bases.size() != retrieve.names.size()) {
+      return WireReader::Error("bases", "not one per name");
+    }
     return reader.Finish();
   }();
   if (!s.ok()) return std::move(s).WithContext("retrieve");
@@ -719,9 +736,11 @@ std::string RetrieveReply::Encode() const {
   writer.PutVarint(chunks.size());
   for (const RetrievedChunk& chunk : chunks) {
     CFS_ASSERT(chunk.name.size() == kChunkNameBytes);
-    CFS_DASSERT(chunk.found || chunk.data.empty());
+    CFS_DASSERT(chunk.found || (chunk.data.empty() && chunk.delta_base.empty()));
+    CFS_ASSERT(chunk.delta_base.empty() || chunk.delta_base.size() == kChunkNameBytes);
     writer.PutBytes(chunk.name);
-    writer.PutU8(chunk.found ? 1 : 0);
+    writer.PutU8(!chunk.found ? 0 : chunk.delta_base.empty() ? 1 : 2);
+    writer.PutBytes(chunk.delta_base);
     if (chunk.found) writer.PutString(chunk.data);
   }
   std::string payload = std::move(writer).Finish();
@@ -744,9 +763,14 @@ Result<RetrieveReply> RetrieveReply::Decode(std::string_view payload) {
         CFS_RETURN_IF_ERROR(reader.Bytes("name", kChunkNameBytes, &chunk.name));
         std::uint8_t found = 0;
         CFS_RETURN_IF_ERROR(reader.U8("found", &found));
-        if (found > 1) return WireReader::Error("found", std::to_string(found) + " is not 0 or 1");
-        chunk.found = found == 1;
+        if (found > 2) {
+          return WireReader::Error("found", std::to_string(found) + " is not 0, 1 or 2");
+        }
+        chunk.found = found != 0;
         if (!chunk.found) return Status::OK();
+        if (found == 2) {
+          CFS_RETURN_IF_ERROR(reader.Bytes("delta base", kChunkNameBytes, &chunk.delta_base));
+        }
         CFS_RETURN_IF_ERROR(reader.String("data", 0, kChunkBytesMax, &chunk.data));
         data_bytes += chunk.data.size();
         if (data_bytes > kBatchBytesMax) {

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "engine/assert.h"
+#include "net/delta.h"
 
 namespace cascadefs::fusefs::sync {
 namespace {
@@ -79,6 +80,64 @@ io::Task<int> ResolveDir(Filesystem* fs, std::string_view path, bool create, con
   }
   *ino = at;
   co_return 0;
+}
+
+// A file's tree by level: every chunk's (offset, name), sorted by offset; level 0 holds leaves.
+struct TreeMap {
+  std::vector<std::vector<std::pair<std::uint64_t, ChunkName>>> levels;
+  std::set<ChunkName> names;
+
+  // The chunk at `level` whose bytes start at or before `offset`: the likely old version of a
+  // changed chunk there. Null when none.
+  ChunkName At(int level, std::uint64_t offset) const {
+    if (level < 0 || static_cast<std::size_t>(level) >= levels.size()) return {};
+    const auto& row = levels[static_cast<std::size_t>(level)];
+    auto it = std::upper_bound(row.begin(), row.end(), offset,
+                               [](std::uint64_t o, const auto& e) { return o < e.first; });
+    if (it == row.begin()) return {};
+    return std::prev(it)->second;
+  }
+};
+
+// One chunk of a tree and where it sits.
+struct Placed {
+  ChunkName name;
+  int level = 0;
+  std::uint64_t offset = 0;
+};
+
+// The children of node `node` (at `level`, starting at `offset`), holes left out.
+Status AddChildren(std::string_view node, int level, std::uint64_t offset,
+                   std::vector<Placed>* out) {
+  Result<DecodedNode> decoded = DecodeNode(node);
+  if (!decoded.ok()) return decoded.status();
+  std::uint64_t at = offset;
+  for (const NodeEntry& child : decoded.value().entries) {
+    if (!child.hole()) out->push_back({child.name, level - 1, at});
+    at += child.length;
+  }
+  return Status::OK();
+}
+
+io::Task<Status> MapTree(ChunkStore* store, const FileRoot& root, TreeMap* map) {
+  map->levels.assign(static_cast<std::size_t>(root.height) + 1, {});
+  if (root.name.is_null()) co_return Status::OK();
+  std::vector<Placed> frontier{{root.name, root.height, 0}};
+  while (!frontier.empty()) {
+    std::vector<Placed> next;
+    for (const Placed& p : frontier) {
+      map->levels[static_cast<std::size_t>(p.level)].emplace_back(p.offset, p.name);
+      map->names.insert(p.name);
+      if (p.level == 0) continue;
+      Result<std::string> node = co_await store->Get(p.name);
+      if (!node.ok()) co_return node.status();
+      Status added = AddChildren(node.value(), p.level, p.offset, &next);
+      if (!added.ok()) co_return added;
+    }
+    frontier = std::move(next);
+  }
+  for (auto& row : map->levels) std::sort(row.begin(), row.end());
+  co_return Status::OK();
 }
 
 std::string RandomHex(int bytes) {
@@ -654,6 +713,20 @@ Status SyncAgent::PushRound() {
     std::vector<net::CommitEntry> all = std::move(deletes);
     for (net::CommitEntry& put : puts) all.push_back(std::move(put));
     if (all.empty()) return WriteState();
+    // An update of a file the hub has: the chunks of the new tree that the hub's version
+    // lacks are known here (RecipeTree::Diff walks only the subtrees that differ), so they go
+    // up before the commit, and the commit is journaled in one round trip instead of one per
+    // tree level.
+    std::vector<ChunkName> upload;
+    std::vector<ChunkName> upload_bases;
+    for (const net::CommitEntry& put : all) {
+      if (put.change.kind != net::EntryKind::kFile) continue;
+      const BaseEntry* base = LiveBase(put.change.path);
+      if (base == nullptr || base->kind != BaseKind::kFile) continue;
+      if (!PlanUpdate(local.at(put.change.path).root, base->root, &upload, &upload_bases)) continue;
+      if (upload.size() >= net::kNamesMax / 2) break;
+    }
+    if (!upload.empty()) CFS_RETURN_IF_ERROR(Upload(upload, upload_bases));
     unresolved_ = 0;
     Status committed = CommitEntries(std::move(all), &no_rename);
     if (committed.ok()) pending_.store(unresolved_);
@@ -750,49 +823,103 @@ Status SyncAgent::CommitEntries(std::vector<net::CommitEntry> entries,
         return Status::IOError("the hub lacks chunks of " + again.front().change.path +
                                " but named none");
       }
-      CFS_RETURN_IF_ERROR(Upload(missing));
+      std::vector<ChunkName> names;
+      for (std::size_t at = 0; at + net::kChunkNameBytes <= missing.size();
+           at += net::kChunkNameBytes) {
+        Result<ChunkName> name = ChunkName::Decode(missing.substr(at, net::kChunkNameBytes));
+        if (!name.ok()) return name.status().WithContext("a chunk name from the hub");
+        names.push_back(name.value());
+      }
+      CFS_RETURN_IF_ERROR(Upload(names, {}));
     }
     entries = std::move(again);
   }
   return Status::OK();
 }
 
-Status SyncAgent::Upload(const std::string& missing) {
-  std::vector<ChunkName> names;
-  for (std::size_t at = 0; at + net::kChunkNameBytes <= missing.size();
-       at += net::kChunkNameBytes) {
-    Result<ChunkName> name = ChunkName::Decode(missing.substr(at, net::kChunkNameBytes));
-    if (!name.ok()) return name.status().WithContext("a chunk name from the hub");
-    names.push_back(name.value());
+bool SyncAgent::PlanUpdate(const FileRoot& now, const FileRoot& before,
+                           std::vector<ChunkName>* names, std::vector<ChunkName>* bases) {
+  if (now.length > kDeltaFileBytesMax || before.length > kDeltaFileBytesMax) return false;
+  if (now.name.is_null()) return true;
+  ChunkStore* store = fs_->chunk_store();
+  TreeMap old_tree;
+  if (!scheduler_->BlockOn(MapTree(store, before, &old_tree)).ok()) return false;
+  // Walk the new tree from its root; a chunk the old tree holds is at the hub with its whole
+  // subtree, so only the changed paths are walked.
+  std::vector<Placed> frontier{{now.name, now.height, 0}};
+  std::set<ChunkName> seen;
+  while (!frontier.empty()) {
+    std::vector<Placed> next;
+    for (const Placed& p : frontier) {
+      if (old_tree.names.contains(p.name) || !seen.insert(p.name).second) continue;
+      names->push_back(p.name);
+      bases->push_back(old_tree.At(p.level, p.offset));
+      if (p.level == 0) continue;
+      Result<std::string> node = scheduler_->BlockOn(store->Get(p.name));
+      if (!node.ok() || !AddChildren(node.value(), p.level, p.offset, &next).ok()) return false;
+    }
+    frontier = std::move(next);
   }
+  return true;
+}
+
+Status SyncAgent::Upload(const std::vector<ChunkName>& names, const std::vector<ChunkName>& bases) {
+  ChunkStore* store = fs_->chunk_store();
   std::size_t next = 0;
   while (next < names.size()) {
     // Read a batch's worth: the chunks average ~8 KiB, so 512 names at a time.
     const std::size_t end = std::min(names.size(), next + 512);
     std::vector<ChunkName> part(names.begin() + static_cast<std::ptrdiff_t>(next),
                                 names.begin() + static_cast<std::ptrdiff_t>(end));
-    std::vector<Result<std::string>> read = scheduler_->BlockOn(fs_->chunk_store()->GetMany(part));
+    std::vector<Result<std::string>> read = scheduler_->BlockOn(store->GetMany(part));
     net::StoreBatch batch;
     std::size_t bytes = 0;
+    std::size_t raw_bytes = 0;
     for (std::size_t i = 0; i < part.size(); ++i) {
       if (!read[i].ok()) return read[i].status().WithContext("uploading " + part[i].ToHex());
-      bytes += read[i].value().size();
-      batch.chunks.push_back({std::string(part[i].encoded()), std::move(read[i]).value()});
+      net::ChunkBytes chunk;
+      chunk.name = std::string(part[i].encoded());
+      chunk.data = std::move(read[i]).value();
+      raw_bytes += chunk.data.size();
+      const ChunkName base = bases.empty() ? ChunkName() : bases[next + i];
+      if (!base.is_null()) {
+        Result<std::string> base_bytes = scheduler_->BlockOn(store->Get(base));
+        if (base_bytes.ok()) {
+          std::string delta = net::EncodeDelta(base_bytes.value(), chunk.data, kDeltaLevel);
+          if (delta.size() < chunk.data.size()) {
+            chunk.delta_base = std::string(base.encoded());
+            chunk.data = std::move(delta);
+          }
+        }
+      }
+      bytes += chunk.data.size();
+      batch.chunks.push_back(std::move(chunk));
       if (bytes >= kUploadBatchBytes || i + 1 == part.size()) {
         Result<std::string> reply = push_channel_->Call(
             net::MessageType::kStoreBatch, batch.Encode(), net::MessageType::kStoreReply, -1);
         if (!reply.ok()) return reply.status();
         Result<net::StoreReply> stored = net::StoreReply::Decode(reply.value());
         if (!stored.ok()) return stored.status().WithContext("the hub's store reply");
-        if (!stored.value().refused.empty()) {
-          return Status::Corruption("the hub refused " +
-                                    std::to_string(stored.value().refused.size() / 17) +
-                                    " uploaded chunks as not matching their names");
+        // A refused delta (the hub lacks its base) is sent whole when the commit asks for it;
+        // a refused whole chunk means the bytes read here do not match the name.
+        for (std::size_t at = 0; at + net::kChunkNameBytes <= stored.value().refused.size();
+             at += net::kChunkNameBytes) {
+          const std::string_view refused =
+              std::string_view(stored.value().refused).substr(at, net::kChunkNameBytes);
+          for (const net::ChunkBytes& sent : batch.chunks) {
+            if (sent.name == refused && sent.delta_base.empty()) {
+              Result<ChunkName> name = ChunkName::Decode(refused);
+              return Status::Corruption("the hub refused chunk " +
+                                        (name.ok() ? name.value().ToHex() : std::string("?")) +
+                                        " as not matching its name");
+            }
+          }
         }
         uploaded_chunks_.fetch_add(batch.chunks.size());
-        uploaded_bytes_.fetch_add(bytes);
+        uploaded_bytes_.fetch_add(raw_bytes);
         batch.chunks.clear();
         bytes = 0;
+        raw_bytes = 0;
       }
     }
     next = end;
@@ -866,33 +993,43 @@ Status SyncAgent::PullBatch() {
   return WriteState();
 }
 
-Status SyncAgent::FetchTree(const FileRoot& root) {
+Status SyncAgent::FetchTree(const FileRoot& root, const FileRoot& similar) {
   if (root.empty() || root.all_hole() || root.name.is_null()) return Status::OK();
   ChunkStore* store = fs_->chunk_store();
-  struct Wanted {
-    ChunkName name;
-    int level;
-  };
-  std::vector<Wanted> frontier{{root.name, root.height}};
+  // The version held here maps the likely delta bases: the old chunk at the same level and
+  // offset as each new one.
+  TreeMap old_tree;
+  if (!similar.name.is_null() && similar.length <= kDeltaFileBytesMax &&
+      root.length <= kDeltaFileBytesMax) {
+    if (!scheduler_->BlockOn(MapTree(store, similar, &old_tree)).ok()) old_tree = TreeMap();
+  }
+  std::vector<Placed> frontier{{root.name, root.height, 0}};
   std::vector<std::pair<int, std::pair<ChunkName, std::string>>> nodes;  // stored last
-  std::set<ChunkName> seen;
+  std::set<ChunkName> seen{root.name};
   while (!frontier.empty()) {
     // Which of the frontier this store holds: a held chunk's tree is whole (nodes are stored
     // after their children), so the walk stops there.
     std::vector<io::Task<Result<bool>>> checks;
-    for (const Wanted& w : frontier) checks.push_back(store->Contains(w.name));
+    for (const Placed& p : frontier) checks.push_back(store->Contains(p.name));
     std::vector<Result<bool>> held = scheduler_->BlockOn(io::WhenAll(std::move(checks)));
-    std::vector<Wanted> need;
+    std::vector<Placed> need;
     for (std::size_t i = 0; i < frontier.size(); ++i) {
       if (!held[i].ok()) return held[i].status();
       if (!held[i].value()) need.push_back(frontier[i]);
     }
-    std::vector<Wanted> next;
+    std::vector<Placed> next;
     std::size_t at = 0;
     while (at < need.size()) {
       net::Retrieve retrieve;
       const std::size_t end = std::min(need.size(), at + kRetrieveNamesMax);
-      for (std::size_t i = at; i < end; ++i) retrieve.names.append(need[i].name.encoded());
+      bool any_base = false;
+      for (std::size_t i = at; i < end; ++i) {
+        retrieve.names.append(need[i].name.encoded());
+        const ChunkName base = old_tree.At(need[i].level, need[i].offset);
+        retrieve.bases.append(base.encoded());
+        any_base = any_base || !base.is_null();
+      }
+      if (!any_base) retrieve.bases.clear();
       Result<std::string> reply = pull_channel_->Call(
           net::MessageType::kRetrieve, retrieve.Encode(), net::MessageType::kRetrieveReply, -1);
       if (!reply.ok()) return reply.status();
@@ -904,29 +1041,42 @@ Status SyncAgent::FetchTree(const FileRoot& root) {
       leaf_bytes.reserve(got.value().chunks.size());
       for (net::RetrievedChunk& chunk : got.value().chunks) {
         if (at >= end) return Status::IOError("the hub retrieved chunks not asked for");
-        const Wanted& wanted = need[at++];
+        const Placed& wanted = need[at++];
         if (chunk.name != wanted.name.encoded()) {
           return Status::IOError("the hub retrieved chunks out of order");
         }
         if (!chunk.found) {
           return Status::NotFound("chunk " + wanted.name.ToHex() + " is missing at the hub");
         }
+        if (!chunk.delta_base.empty()) {
+          Result<ChunkName> base_name = ChunkName::Decode(chunk.delta_base);
+          if (!base_name.ok() || base_name.value() != old_tree.At(wanted.level, wanted.offset)) {
+            return Status::IOError("the hub sent a delta against a base not offered");
+          }
+          Result<std::string> base = scheduler_->BlockOn(store->Get(base_name.value()));
+          if (!base.ok()) return base.status().WithContext("the base of a delta");
+          Result<std::string> data = net::DecodeDelta(base.value(), chunk.data, kChunkSizeMax);
+          if (!data.ok()) return data.status().WithContext("chunk " + wanted.name.ToHex());
+          fetched_bytes_.fetch_add(chunk.data.size());
+          chunk.data = std::move(data).value();
+        } else {
+          fetched_bytes_.fetch_add(chunk.data.size());
+        }
         if (!wanted.name.Matches(chunk.data)) {
           return Status::Corruption("chunk " + wanted.name.ToHex() +
                                     " from the hub does not match its name");
         }
         fetched_chunks_.fetch_add(1);
-        fetched_bytes_.fetch_add(chunk.data.size());
         if (wanted.level == 0) {
           leaf_bytes.push_back(std::move(chunk.data));
           puts.push_back(store->Put(wanted.name, leaf_bytes.back()));
           continue;
         }
-        Result<DecodedNode> node = DecodeNode(chunk.data);
-        if (!node.ok()) return node.status().WithContext("node " + wanted.name.ToHex());
-        for (const NodeEntry& child : node.value().entries) {
-          if (child.hole() || !seen.insert(child.name).second) continue;
-          next.push_back({child.name, wanted.level - 1});
+        std::vector<Placed> children;
+        Status added = AddChildren(chunk.data, wanted.level, wanted.offset, &children);
+        if (!added.ok()) return added.WithContext("node " + wanted.name.ToHex());
+        for (const Placed& child : children) {
+          if (seen.insert(child.name).second) next.push_back(child);
         }
         nodes.push_back({wanted.level, {wanted.name, std::move(chunk.data)}});
       }
@@ -1106,7 +1256,17 @@ Status SyncAgent::ApplyEntry(const net::JournalEntry& journal) {
   // The chunks first, outside any namespace change; a gc cycle must not take them before
   // the root that names them is in.
   ChunkGcFence::Token gc_token = fs->HoldGcFence();
-  if (incoming.kind == BaseKind::kFile) CFS_RETURN_IF_ERROR(FetchTree(incoming.root));
+  if (incoming.kind == BaseKind::kFile) {
+    // The version held here gives delta bases: the chunks it shares with the new version are
+    // not fetched at all, and the changed ones arrive as differences from their old versions.
+    FileRoot similar;
+    Found here;
+    if (scheduler_->BlockOn(FindPath(fs, path, &here)) == 0 && here.exists &&
+        S_ISREG(here.entry.attr.mode)) {
+      similar = here.entry.attr.root;
+    }
+    CFS_RETURN_IF_ERROR(FetchTree(incoming.root, similar));
+  }
 
   const auto [dir, name] = SplitParent(path);
   std::uint64_t parent = 0;

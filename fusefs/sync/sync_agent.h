@@ -68,6 +68,12 @@ inline constexpr std::size_t kUploadBatchBytes = 8 << 20;
 inline constexpr std::size_t kRetrieveNamesMax = 4096;
 // The .cascadeignore file read: at most this many bytes.
 inline constexpr std::size_t kIgnoreFileBytesMax = 1 << 20;
+// Deltas (net/delta.h) are planned for files up to this size: planning maps the old tree's
+// chunks by level and offset (about 40 bytes per chunk: 5 MiB for a 1 GiB file). Larger files
+// send changed chunks whole.
+inline constexpr std::uint64_t kDeltaFileBytesMax = std::uint64_t{1} << 30;
+// zstd level of deltas (chunks are at most 256 KiB: about a millisecond each).
+inline constexpr int kDeltaLevel = 19;
 
 struct SyncAgentOptions {
   net::HostPort hub;
@@ -132,10 +138,18 @@ class SyncAgent {
 
   Status PushRound();
   Status CommitEntries(std::vector<net::CommitEntry> entries, std::set<std::uint64_t>* no_rename);
-  Status Upload(const std::string& missing);
+  // Sends the chunks `names` (read from the local store), each as a delta against its entry in
+  // `bases` when that is not null and the delta is smaller (bases empty: none).
+  Status Upload(const std::vector<ChunkName>& names, const std::vector<ChunkName>& bases);
+  // The chunks of `now`'s tree that `before`'s tree lacks, each with the chunk of `before` at
+  // the same level and offset as its delta base. False when a tree is too large to map.
+  bool PlanUpdate(const FileRoot& now, const FileRoot& before, std::vector<ChunkName>* names,
+                  std::vector<ChunkName>* bases);
   Status PullBatch();
   Status ApplyEntry(const net::JournalEntry& entry);
-  Status FetchTree(const FileRoot& root);
+  // Fetches what the local store lacks of `root`'s tree; `similar` (a version of the same
+  // file held here, or an empty root) gives delta bases.
+  Status FetchTree(const FileRoot& root, const FileRoot& similar);
 
   // Base bookkeeping (work_mutex_ held); every change is also queued in pending_writes_.
   void SetBase(const std::string& path, const BaseEntry& entry);

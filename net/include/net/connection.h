@@ -45,10 +45,14 @@ struct Frame {
   std::string payload;  // decompressed, <= kMessageBytesMax
 };
 
+// Frames of at most this many payload bytes are compressed at zstd level 19 whatever
+// ConnectionOptions::zstd_level says (a small edit's bytes are worth a millisecond).
+inline constexpr std::size_t kSmallFrameBytes = 64 << 10;
+
 struct ConnectionOptions {
-  int zstd_level = 3;             // for frames sent; 1..19
+  int zstd_level = 3;  // for frames sent over kSmallFrameBytes; 1..19
   int handshake_timeout_ms = 10000;
-  int io_timeout_ms = 120000;     // a Send, or a Receive once a frame started, that stalls
+  int io_timeout_ms = 120000;  // a Send, or a Receive once a frame started, that stalls
 };
 
 class Connection {
@@ -83,8 +87,7 @@ class Connection {
 class Listener {
  public:
   // Binds and listens (SO_REUSEADDR). Port 0 picks a free port (see port()).
-  static Result<std::unique_ptr<Listener>> Listen(const HostPort& address,
-                                                  const PresharedKey& key,
+  static Result<std::unique_ptr<Listener>> Listen(const HostPort& address, const PresharedKey& key,
                                                   const ConnectionOptions& options = {});
   virtual ~Listener() = default;
   // The next connection, before its handshake (call Handshake on the handling thread).

@@ -36,8 +36,10 @@ inline constexpr std::size_t kFrameBodyBytesMax = 16 << 20;
 // A message's payload after decompression. 24 MiB: a store batch of kBatchBytesMax chunk
 // bytes plus its names and lengths fits with room to spare.
 inline constexpr std::size_t kMessageBytesMax = 24 << 20;
-// Chunk bytes in one StoreBatch or RetrieveReply. 16 MiB.
-inline constexpr std::size_t kBatchBytesMax = 16 << 20;
+// Chunk bytes in one StoreBatch or RetrieveReply. 12 MiB: with the most names a batch may
+// carry (65,536 x ~24 bytes of name, flag and length) it still fits one frame body uncompressed
+// (chunks are often incompressible).
+inline constexpr std::size_t kBatchBytesMax = 12 << 20;
 // Entries of one Commit, CommitReply or ListReply.
 inline constexpr std::size_t kEntriesMax = 4096;
 // Names in one Retrieve, CommitReply's missing list, StoreReply's refused list, or chunks in
@@ -64,17 +66,17 @@ inline constexpr std::size_t kErrorMessageBytesMax = 1024;
 inline constexpr std::uint32_t kListWaitMsMax = 60000;
 
 enum class MessageType : std::uint8_t {
-  kHello = 1,          // client -> hub, first frame
-  kHelloOk = 2,        // hub -> client
-  kError = 3,          // either way; the sender then closes the connection
-  kCommit = 4,         // client -> hub
-  kCommitReply = 5,    // hub -> client
-  kStoreBatch = 6,     // client -> hub
-  kStoreReply = 7,     // hub -> client
-  kList = 8,           // client -> hub
-  kListReply = 9,      // hub -> client
-  kRetrieve = 10,      // client -> hub
-  kRetrieveReply = 11, // hub -> client
+  kHello = 1,           // client -> hub, first frame
+  kHelloOk = 2,         // hub -> client
+  kError = 3,           // either way; the sender then closes the connection
+  kCommit = 4,          // client -> hub
+  kCommitReply = 5,     // hub -> client
+  kStoreBatch = 6,      // client -> hub
+  kStoreReply = 7,      // hub -> client
+  kList = 8,            // client -> hub
+  kListReply = 9,       // hub -> client
+  kRetrieve = 10,       // client -> hub
+  kRetrieveReply = 11,  // hub -> client
 };
 bool IsKnownMessageType(std::uint8_t type);
 const char* MessageTypeName(MessageType type);
@@ -115,10 +117,10 @@ struct HelloOk {
 };
 
 enum class ErrorCode : std::uint32_t {
-  kBadMessage = 1,     // a frame or message failed validation
-  kBadVersion = 2,     // no common protocol version
-  kBadNamespace = 3,   // a namespace name that is not valid
-  kInternal = 4,       // the hub failed (its store); the client retries later
+  kBadMessage = 1,    // a frame or message failed validation
+  kBadVersion = 2,    // no common protocol version
+  kBadNamespace = 3,  // a namespace name that is not valid
+  kInternal = 4,      // the hub failed (its store); the client retries later
   kShuttingDown = 5,
 };
 struct ErrorMessage {
@@ -141,10 +143,10 @@ bool IsKnownEntryKind(std::uint8_t kind);
 struct ChangeEntry {
   std::string path;
   EntryKind kind = EntryKind::kFile;
-  std::uint32_t mode = 0;    // permission bits, 0..07777 (files, directories, symlinks)
-  std::int64_t mtime_ns = 0; // files and symlinks
-  std::string root;          // kFile: encoded FileRoot, 1..kRootBytesMax bytes; else empty
-  std::string target;        // kSymlink: 1..kSymlinkBytesMax bytes; kRename: a path; else empty
+  std::uint32_t mode = 0;     // permission bits, 0..07777 (files, directories, symlinks)
+  std::int64_t mtime_ns = 0;  // files and symlinks
+  std::string root;           // kFile: encoded FileRoot, 1..kRootBytesMax bytes; else empty
+  std::string target;         // kSymlink: 1..kSymlinkBytesMax bytes; kRename: a path; else empty
 };
 // True when `path` satisfies the path rules above.
 bool IsValidPath(std::string_view path);
@@ -183,7 +185,11 @@ struct CommitReply {
 
 struct ChunkBytes {
   std::string name;  // 17 bytes
-  std::string data;  // 0..kChunkBytesMax bytes, uncompressed
+  // Empty: `data` is the chunk's bytes. Else the 17-byte name of a chunk the receiver holds,
+  // and `data` is the chunk as a delta against it (net/delta.h): the version of a changed
+  // chunk costs its difference, not its size.
+  std::string delta_base;
+  std::string data;  // 0..kChunkBytesMax bytes
 };
 
 struct StoreBatch {
@@ -201,9 +207,9 @@ struct StoreReply {
 
 struct List {
   std::string ns;
-  std::uint64_t cursor = 0;        // entries with jid > cursor
-  std::uint32_t wait_ms = 0;       // long poll: 0..kListWaitMsMax
-  std::uint32_t max_entries = 0;   // 1..kEntriesMax
+  std::uint64_t cursor = 0;       // entries with jid > cursor
+  std::uint32_t wait_ms = 0;      // long poll: 0..kListWaitMsMax
+  std::uint32_t max_entries = 0;  // 1..kEntriesMax
   std::string Encode() const;
   static Result<List> Decode(std::string_view payload);
 };
@@ -216,7 +222,7 @@ struct JournalEntry {
 };
 
 struct ListReply {
-  std::uint64_t head_jid = 0;  // the namespace's newest jid
+  std::uint64_t head_jid = 0;         // the namespace's newest jid
   std::vector<JournalEntry> entries;  // jid ascending, 0..kEntriesMax
   std::string Encode() const;
   static Result<ListReply> Decode(std::string_view payload);
@@ -224,14 +230,19 @@ struct ListReply {
 
 struct Retrieve {
   std::string names;  // n x 17 bytes, 1 <= n <= kNamesMax
+  // Empty, or n x 17 bytes: for each name a chunk the client holds that is likely similar
+  // (the old version at the same place in the file), which the hub may send a delta against;
+  // 17 zero bytes for none.
+  std::string bases;
   std::string Encode() const;
   static Result<Retrieve> Decode(std::string_view payload);
 };
 
 struct RetrievedChunk {
-  std::string name;   // 17 bytes
+  std::string name;  // 17 bytes
   bool found = false;
-  std::string data;   // when found
+  std::string delta_base;  // empty, or the asked-for base: `data` is then a delta against it
+  std::string data;        // when found
 };
 struct RetrieveReply {
   // A prefix of the asked names, in order: the hub stops before kBatchBytesMax; the client asks
