@@ -96,6 +96,22 @@ int Run(int argc, char** argv) {
   gc->add_flag("--dry-run", gc_args.dry_run, "count what would be deleted, delete nothing");
   gc->add_flag("--json", gc_args.json, "one JSON object");
 
+  cascadefs::tools::ServeArgs serve_args;
+  CLI::App* serve = app.add_subcommand(
+      "serve", "run a sync hub in the foreground (journal + chunk store) until SIGTERM/SIGINT");
+  serve->add_option("--store", serve_args.store, "the hub's store directory (created on first use)")
+      ->required();
+  serve->add_option("--listen", serve_args.listen, "HOST:PORT to listen on")->required();
+  serve->add_option("--key", serve_args.key, "the key file (cascadefs keygen)")->required();
+  serve->add_option("--retention-days", serve_args.retention_days,
+                    "keep superseded file versions this many days (default 30)");
+  serve->add_option("--cache-size", serve_args.cache_size_mb,
+                    "the chunk cache file in MiB, 0 for none (default 1024)");
+
+  std::string keygen_file;
+  CLI::App* keygen = app.add_subcommand("keygen", "write a new 256-bit sync key (mode 0600)");
+  keygen->add_option("FILE", keygen_file, "the key file to create (never overwritten)")->required();
+
   cascadefs::tools::InspectArgs inspect_args;
   CLI::App* inspect = app.add_subcommand(
       "inspect",
@@ -103,13 +119,17 @@ int Run(int argc, char** argv) {
       "beside a mount)");
   inspect->add_option("STORE", inspect_args.store, "the store directory")->required();
   inspect
-      ->add_option("WHAT", inspect_args.what,
-                   "summary (default), levels (SSTs per level), vlog (garbage per value log), "
-                   "chunks (dedup and compression), file PATH (its chunk tree), chunk HASH "
-                   "(the files that refer to it) or cache (the chunk cache file)")
-      ->check(CLI::IsMember({"summary", "levels", "vlog", "chunks", "file", "chunk", "cache"}));
+      ->add_option(
+          "WHAT", inspect_args.what,
+          "summary (default), levels (SSTs per level), vlog (garbage per value log), "
+          "chunks (dedup and compression), file PATH (its chunk tree), chunk HASH "
+          "(the files that refer to it), cache (the chunk cache file) or journal (a hub store's "
+          "journal; TARGET or --namespace picks one namespace)")
+      ->check(CLI::IsMember(
+          {"summary", "levels", "vlog", "chunks", "file", "chunk", "cache", "journal"}));
   inspect->add_option("TARGET", inspect_args.target,
                       "for file: a path inside the store (/dir/name); for chunk: its hash");
+  inspect->add_option("--namespace", inspect_args.target, "journal: only this namespace");
   inspect->add_flag("--json", inspect_args.json, "one JSON object");
 
   try {
@@ -128,6 +148,8 @@ int Run(int argc, char** argv) {
   if (fsck->parsed()) return cascadefs::tools::RunFsck(fsck_args);
   if (inspect->parsed()) return cascadefs::tools::RunInspect(inspect_args);
   if (gc->parsed()) return cascadefs::tools::RunGc(gc_args);
+  if (serve->parsed()) return cascadefs::tools::RunServe(serve_args);
+  if (keygen->parsed()) return cascadefs::tools::RunKeygen(keygen_file);
   fmt::print(stderr, "{}", app.help());
   return 2;
 }
