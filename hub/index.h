@@ -70,7 +70,8 @@ struct Decision {
 };
 Decision Decide(const NamespaceIndex& ns, const net::CommitEntry& entry);
 
-// Applies a journaled entry. REQUIRES: entry.jid == ns->head_jid + 1 (invariant 1).
+// Applies a journaled entry. REQUIRES: entry.jid > ns->head_jid: head_jid + 1 for a new entry
+// (invariant 1); a replay of a pruned journal has gaps.
 void Apply(NamespaceIndex* ns, const net::JournalEntry& entry);
 
 // The source jids of every live state: the file entries retention must keep (invariant 2).

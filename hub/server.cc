@@ -51,33 +51,39 @@ void HubImpl::ListenLoop() {
       continue;
     }
     std::unique_ptr<net::Connection> connection = std::move(accepted.value());
-    std::lock_guard lock(connections_mutex_);
-    // Reap the handlers that finished.
-    for (auto it = handlers_.begin(); it != handlers_.end();) {
-      if (it->finished.load()) {
-        it->thread.join();
-        it = handlers_.erase(it);
-      } else {
-        ++it;
+    {
+      std::lock_guard lock(connections_mutex_);
+      // Reap the handlers that finished (each set `finished` last, under this mutex).
+      for (auto it = handlers_.begin(); it != handlers_.end();) {
+        if (it->finished.load()) {
+          it->thread.join();
+          it = handlers_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (closing_.load()) return;
+      if (handlers_.size() < options_.connections_max) {
+        Handler& handler = handlers_.emplace_back();
+        handler.connection = std::move(connection);
+        handler.thread = std::thread([this, &handler] {
+          ServeConnection(handler.connection.get());
+          // Close the socket now (not at the next reap): the peer sees the end at once.
+          std::lock_guard done_lock(connections_mutex_);
+          handler.connection.reset();
+          handler.finished.store(true);
+        });
+        continue;
       }
     }
-    if (closing_.load()) return;
-    if (handlers_.size() >= options_.connections_max) {
-      // The bound: this one is told and closed (its handshake runs here, within the timeout).
-      const std::string peer = connection->peer();
-      if (connection->Handshake().ok()) {
-        SendError(connection.get(), net::ErrorCode::kInternal, "hub busy");
-      }
-      Log(peer + ": refused: hub busy (" + std::to_string(options_.connections_max) +
-          " connections)");
-      continue;
+    // The bound: this one is told and closed. Its handshake runs here, within the handshake
+    // timeout, so a full hub accepts more slowly instead of holding more threads.
+    const std::string peer = connection->peer();
+    if (connection->Handshake().ok()) {
+      SendError(connection.get(), net::ErrorCode::kInternal, "hub busy");
     }
-    Handler& handler = handlers_.emplace_back();
-    handler.connection = std::move(connection);
-    handler.thread = std::thread([this, &handler] {
-      ServeConnection(handler.connection.get());
-      handler.finished.store(true);
-    });
+    Log(peer + ": refused: hub busy (" + std::to_string(options_.connections_max) +
+        " connections)");
   }
 }
 
@@ -85,10 +91,15 @@ void HubImpl::StopServer() {
   if (listener_ == nullptr) return;
   listener_->Close();
   if (listener_thread_.joinable()) listener_thread_.join();
-  std::lock_guard lock(connections_mutex_);
-  for (Handler& handler : handlers_) handler.connection->Shutdown();
-  for (Handler& handler : handlers_) handler.thread.join();
-  handlers_.clear();
+  std::list<Handler> handlers;
+  {
+    std::lock_guard lock(connections_mutex_);
+    for (Handler& handler : handlers_) {
+      if (handler.connection != nullptr) handler.connection->Shutdown();
+    }
+    handlers.splice(handlers.end(), handlers_);  // nodes keep their addresses
+  }
+  for (Handler& handler : handlers) handler.thread.join();
 }
 
 void HubImpl::ServeConnection(net::Connection* connection) {

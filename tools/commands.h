@@ -20,10 +20,6 @@ struct MountArgs {
   std::uint32_t gc_interval_sec = 3600;
   std::uint32_t cache_size_mb = 1024;  // the chunk cache file; 0: none
   std::string chunk_trace;             // file to append the chunk read stream to; empty: none
-  std::string sync;                    // HOST:PORT of a hub; empty: not synced
-  std::string key;                     // the hub's pre-shared key file
-  std::string ns = "default";          // the hub's namespace
-  bool receive_only = false;
 };
 
 struct FsckArgs {
@@ -46,15 +42,22 @@ struct InspectArgs {
 
 struct ServeArgs {
   std::string store;
-  std::string listen;
-  std::string key;
+  std::string listen;  // HOST:PORT
+  std::string key;     // the key file (cascadefs keygen)
   std::uint32_t retention_days = 30;
-  std::uint32_t cache_size_mb = 1024;
+  std::uint32_t cache_size_mb = 1024;  // the hub's chunk cache file; 0: none
 };
 
 int RunMount(const MountArgs& args);
+// `cascadefs serve`: the sync hub, in the foreground until SIGTERM/SIGINT: 0 after a clean
+// stop, 2 for a bad address, 8 when it could not start or stop cleanly.
 int RunServe(const ServeArgs& args);
-int RunKeygen(const std::string& path);
+// `cascadefs keygen FILE`: 0, or 8 (the file exists, or cannot be written).
+int RunKeygen(const std::string& file);
+// Hub stores (docs/formats/journal.md): detected by their superblock key.
+bool IsHubStoreDir(const std::string& store);
+int InspectHubJournal(const InspectArgs& args);
+int FsckHubStore(const FsckArgs& args);
 // `cascadefs inspect STORE [summary|levels|vlog|chunks|file PATH|chunk HASH]`: 0, or 8 when
 // the store cannot be read.
 int RunInspect(const InspectArgs& args);

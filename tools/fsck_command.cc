@@ -180,6 +180,7 @@ nlohmann::json Json(const std::string& store, const fusefs::FsckReport& report) 
 
 int RunFsck(const FsckArgs& args) {
   const std::string& store = args.store;
+  if (IsHubStoreDir(store)) return FsckHubStore(args);
   auto scheduler = io::Scheduler::Create(io::SchedulerOptions{});
   if (!scheduler.ok()) {
     fmt::print(stderr, "cascadefs fsck: {}: {}\n", store, scheduler.status().message());

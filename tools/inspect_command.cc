@@ -331,6 +331,10 @@ int RunInspect(const InspectArgs& args) {
     return kExitFailed;
   }
   if (args.what == "cache") return InspectCache(args);
+  if (args.what == "journal") {
+    if (!IsHubStoreDir(store)) return Fail(store, "not a hub store (no hub superblock)");
+    return InspectHubJournal(args);
+  }
   if ((args.what == "file" || args.what == "chunk") && args.target.empty()) {
     return Fail(store, "inspect " + args.what + " needs " +
                            (args.what == "file" ? "a PATH inside the store (/dir/name)"

@@ -135,10 +135,13 @@ int Run(int argc, char** argv) {
       ->add_option("WHAT", inspect_args.what,
                    "summary (default), levels (SSTs per level), vlog (garbage per value log), "
                    "chunks (dedup and compression), file PATH (its chunk tree), chunk HASH "
-                   "(the files that refer to it) or cache (the chunk cache file)")
-      ->check(CLI::IsMember({"summary", "levels", "vlog", "chunks", "file", "chunk", "cache"}));
+                   "(the files that refer to it), cache (the chunk cache file) or journal (a hub "
+                   "store's journal; TARGET or --namespace picks one namespace)")
+      ->check(CLI::IsMember(
+          {"summary", "levels", "vlog", "chunks", "file", "chunk", "cache", "journal"}));
   inspect->add_option("TARGET", inspect_args.target,
                       "for file: a path inside the store (/dir/name); for chunk: its hash");
+  inspect->add_option("--namespace", inspect_args.target, "journal: only this namespace");
   inspect->add_flag("--json", inspect_args.json, "one JSON object");
 
   try {
