@@ -20,6 +20,10 @@ struct MountArgs {
   std::uint32_t gc_interval_sec = 3600;
   std::uint32_t cache_size_mb = 1024;  // the chunk cache file; 0: none
   std::string chunk_trace;             // file to append the chunk read stream to; empty: none
+  std::string sync;                    // HOST:PORT of a hub; empty: not synced
+  std::string key;                     // the hub's pre-shared key file
+  std::string ns = "default";          // the hub's namespace
+  bool receive_only = false;
 };
 
 struct FsckArgs {
