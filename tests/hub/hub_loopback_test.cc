@@ -21,6 +21,7 @@
 #include "hub/hub.h"
 #include "hub_impl.h"
 #include "net/connection.h"
+#include "net/delta.h"
 #include "net/wire.h"
 #include "testutil/temp_dir.h"
 
@@ -92,9 +93,10 @@ class Client {
     list.max_entries = 1000;
     return Call<net::ListReply>(net::MessageType::kList, list);
   }
-  Result<net::RetrieveReply> Retrieve(std::string names) {
+  Result<net::RetrieveReply> Retrieve(std::string names, std::string bases = "") {
     net::Retrieve r;
     r.names = std::move(names);
+    r.bases = std::move(bases);
     return Call<net::RetrieveReply>(net::MessageType::kRetrieve, r);
   }
 
@@ -361,6 +363,62 @@ TEST_F(HubLoopbackTest, ChunkNotMatchingItsNameIsRefused) {
   ASSERT_TRUE(got.ok());
   ASSERT_EQ(got.value().chunks.size(), 1u);
   EXPECT_FALSE(got.value().chunks[0].found);
+}
+
+TEST_F(HubLoopbackTest, ChangedChunksTravelAsDeltasAgainstBasesBothEndsHold) {
+  auto client = NewClient();
+  ASSERT_NE(client, nullptr);
+  std::string old_text;
+  for (int i = 0; i < 1000; ++i) old_text += "line " + std::to_string(i) + " of a text chunk\n";
+  std::string new_text = old_text;
+  new_text.replace(new_text.size() / 2, 4, "LINE");
+  const auto old_name = fusefs::ChunkName::Of(old_text);
+  const auto new_name = fusefs::ChunkName::Of(new_text);
+  const auto other_name = fusefs::ChunkName::Of("never stored");
+
+  // A delta against a base the hub lacks is refused; against one it holds, stored.
+  net::StoreBatch orphan;
+  orphan.chunks.push_back({std::string(new_name.encoded()),
+                           net::EncodeDelta("never stored", new_text, 19),
+                           std::string(other_name.encoded())});
+  auto refused = client->Store(orphan);
+  ASSERT_TRUE(refused.ok()) << refused.status().message();
+  EXPECT_EQ(refused.value().refused, std::string(new_name.encoded()));
+  net::StoreBatch base;
+  base.chunks.push_back({std::string(old_name.encoded()), old_text});
+  ASSERT_TRUE(client->Store(base).ok());
+  net::StoreBatch delta;
+  delta.chunks.push_back({std::string(new_name.encoded()), net::EncodeDelta(old_text, new_text, 19),
+                          std::string(old_name.encoded())});
+  EXPECT_LT(delta.chunks[0].data.size(), 200u);
+  auto stored = client->Store(delta);
+  ASSERT_TRUE(stored.ok()) << stored.status().message();
+  EXPECT_EQ(stored.value().stored, 1u);
+  EXPECT_TRUE(stored.value().refused.empty());
+  // A delta that decodes to other bytes than its name is refused like any wrong chunk.
+  net::StoreBatch lying;
+  lying.chunks.push_back({std::string(other_name.encoded()),
+                          net::EncodeDelta(old_text, new_text, 19),
+                          std::string(old_name.encoded())});
+  auto lied = client->Store(lying);
+  ASSERT_TRUE(lied.ok());
+  EXPECT_EQ(lied.value().refused, std::string(other_name.encoded()));
+
+  // Retrieved with the old chunk as base: a delta that decodes to the new bytes.
+  auto got = client->Retrieve(std::string(new_name.encoded()), std::string(old_name.encoded()));
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_EQ(got.value().chunks.size(), 1u);
+  const net::RetrievedChunk& chunk = got.value().chunks[0];
+  ASSERT_TRUE(chunk.found);
+  EXPECT_EQ(chunk.delta_base, std::string(old_name.encoded()));
+  auto decoded = net::DecodeDelta(old_text, chunk.data, 1 << 20);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded.value(), new_text);
+  // Without a base, whole.
+  got = client->Retrieve(std::string(new_name.encoded()));
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got.value().chunks[0].delta_base.empty());
+  EXPECT_EQ(got.value().chunks[0].data, new_text);
 }
 
 TEST_F(HubLoopbackTest, WrongKeyGetsNothing) {

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include "net/delta.h"
 #include "wire_coding.h"
 
 namespace cascadefs::net {
@@ -386,6 +387,7 @@ TEST(WireValidation, NameListsAndBatches) {
   WireWriter w6;
   w6.PutVarint(1);
   w6.PutBytes(Name('c'));
+  w6.PutU8(0);  // whole
   w6.PutString(std::string(kChunkBytesMax + 1, 'd'));
   ExpectInvalid(StoreBatch::Decode(std::move(w6).Finish()), "chunk 0: data");
   WireWriter w7;
@@ -393,17 +395,18 @@ TEST(WireValidation, NameListsAndBatches) {
   w7.PutVarint(chunks);
   for (std::size_t i = 0; i < chunks; ++i) {
     w7.PutBytes(Name('c'));
+    w7.PutU8(0);
     w7.PutString(std::string(kChunkBytesMax, 'd'));
   }
   ExpectInvalid(StoreBatch::Decode(std::move(w7).Finish()), "exceed");
   WireWriter w8;
   w8.PutVarint(0);
   ExpectInvalid(StoreBatch::Decode(std::move(w8).Finish()), "chunk count");
-  // RetrieveReply: found must be 0 or 1; a missing chunk carries no data.
+  // RetrieveReply: found must be 0, 1 or 2; a missing chunk carries no data.
   WireWriter w9;
   w9.PutVarint(1);
   w9.PutBytes(Name('c'));
-  w9.PutU8(2);
+  w9.PutU8(3);
   ExpectInvalid(RetrieveReply::Decode(std::move(w9).Finish()), "found");
   WireWriter w10;
   w10.PutVarint(1);
@@ -537,6 +540,70 @@ TEST(WireFrame, CompressedBodyBounds) {
   ExpectInvalid(DecodeWholeFrame(CompressedFrame(whole.substr(0, whole.size() - 1))), "frame body");
   ExpectInvalid(DecodeWholeFrame(CompressedFrame("not zstd at all")), "not a zstd frame");
   ExpectInvalid(DecodeWholeFrame(CompressedFrame("")), "not a zstd frame");
+}
+
+}  // namespace
+}  // namespace cascadefs::net
+
+namespace cascadefs::net {
+namespace {
+
+std::string DeltaName(char c) { return std::string(kChunkNameBytes, c); }
+
+TEST(WireDelta, DeltaFieldsRoundTripAndAreValidated) {
+  StoreBatch batch;
+  batch.chunks.push_back({DeltaName('a'), "whole"});
+  batch.chunks.push_back({DeltaName('b'), "delta bytes", DeltaName('c')});
+  auto decoded = StoreBatch::Decode(batch.Encode());
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_TRUE(decoded->chunks[0].delta_base.empty());
+  EXPECT_EQ(decoded->chunks[1].delta_base, DeltaName('c'));
+  EXPECT_EQ(decoded->chunks[1].data, "delta bytes");
+
+  Retrieve retrieve{DeltaName('1') + DeltaName('2'), DeltaName('\0') + DeltaName('9')};
+  auto retrieved = Retrieve::Decode(retrieve.Encode());
+  ASSERT_TRUE(retrieved.ok()) << retrieved.status().ToString();
+  EXPECT_EQ(retrieved->bases, retrieve.bases);
+  // One base per name, or none.
+  std::string payload = retrieve.Encode();
+  Retrieve short_bases{DeltaName('1') + DeltaName('2'), DeltaName('9')};
+  std::string bad;
+  bad.push_back(static_cast<char>(2 * kChunkNameBytes));
+  bad += short_bases.names;
+  bad.push_back(static_cast<char>(kChunkNameBytes));
+  bad += short_bases.bases;
+  EXPECT_FALSE(Retrieve::Decode(bad).ok());
+
+  RetrieveReply reply;
+  reply.chunks.push_back({DeltaName('f'), true, "d", DeltaName('g')});
+  reply.chunks.push_back({DeltaName('h'), true, "whole"});
+  auto replied = RetrieveReply::Decode(reply.Encode());
+  ASSERT_TRUE(replied.ok()) << replied.status().ToString();
+  EXPECT_EQ(replied->chunks[0].delta_base, DeltaName('g'));
+  EXPECT_TRUE(replied->chunks[1].delta_base.empty());
+  // A form byte other than 0 or 1 is refused.
+  std::string store = batch.Encode();
+  store[1 + kChunkNameBytes] = 7;
+  EXPECT_FALSE(StoreBatch::Decode(store).ok());
+}
+
+TEST(WireDelta, ADeltaDecodesOnlyAgainstItsBaseAndWithinItsBound) {
+  std::string base;
+  for (int i = 0; i < 2000; ++i) base += "line " + std::to_string(i) + " of the old version\n";
+  std::string changed = base;
+  changed.replace(changed.size() / 2, 4, "LINE");
+  const std::string delta = EncodeDelta(base, changed, 19);
+  EXPECT_LT(delta.size(), 200u) << "a one-word change should cost tens of bytes";
+  auto back = DecodeDelta(base, delta, 1 << 20);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back.value(), changed);
+  // Against another base it does not give the chunk back (or fails): the name check catches it.
+  auto wrong = DecodeDelta(std::string(base.size(), 'x'), delta, 1 << 20);
+  EXPECT_TRUE(!wrong.ok() || wrong.value() != changed);
+  EXPECT_FALSE(DecodeDelta(base, delta, changed.size() - 1).ok());  // over the bound
+  EXPECT_FALSE(DecodeDelta(base, delta + "x", 1 << 20).ok());       // trailing bytes
+  EXPECT_FALSE(DecodeDelta(base, "not zstd", 1 << 20).ok());
+  EXPECT_FALSE(DecodeDelta(base, delta.substr(0, delta.size() / 2), 1 << 20).ok());
 }
 
 }  // namespace

@@ -50,7 +50,9 @@ struct Frame {
 inline constexpr std::size_t kSmallFrameBytes = 64 << 10;
 
 struct ConnectionOptions {
-  int zstd_level = 3;  // for frames sent over kSmallFrameBytes; 1..19
+  // For frames sent over kSmallFrameBytes; 1..19. 9 compresses text about 15% smaller than 3
+  // at ~90 MB/s per core here: the wire, not the CPU, is what sync economizes.
+  int zstd_level = 9;
   int handshake_timeout_ms = 10000;
   int io_timeout_ms = 120000;  // a Send, or a Receive once a frame started, that stalls
 };

@@ -185,11 +185,11 @@ struct CommitReply {
 
 struct ChunkBytes {
   std::string name;  // 17 bytes
+  std::string data;  // 0..kChunkBytesMax bytes: the chunk, or its delta (below)
   // Empty: `data` is the chunk's bytes. Else the 17-byte name of a chunk the receiver holds,
   // and `data` is the chunk as a delta against it (net/delta.h): the version of a changed
   // chunk costs its difference, not its size.
   std::string delta_base;
-  std::string data;  // 0..kChunkBytesMax bytes
 };
 
 struct StoreBatch {
@@ -241,8 +241,8 @@ struct Retrieve {
 struct RetrievedChunk {
   std::string name;  // 17 bytes
   bool found = false;
-  std::string delta_base;  // empty, or the asked-for base: `data` is then a delta against it
-  std::string data;        // when found
+  std::string data;        // when found: the chunk, or its delta against delta_base
+  std::string delta_base;  // empty, or the base the client offered: `data` is a delta
 };
 struct RetrieveReply {
   // A prefix of the asked names, in order: the hub stops before kBatchBytesMax; the client asks
