@@ -286,6 +286,60 @@ std::shared_ptr<spdlog::logger> MakeLogger(bool to_file, const std::string& stor
   return logger;
 }
 
+// On a terminal, a synced mount's first catch-up with the hub shows progress until the mount
+// has applied the hub's journal and sent its own changes; the mount serves meanwhile, and
+// Ctrl-C stops only the watching. Offline for kOfflineGiveUpMs: says why and returns.
+void ShowInitialSync(const std::string& canonical_store) {
+  constexpr int kPollMs = 200;
+  constexpr int kOfflineGiveUpMs = 10000;
+  int offline_ms = 0;
+  std::string last_line;
+  for (;;) {
+    const int fd = ConnectControl(canonical_store);
+    if (fd < 0) return;
+    timeval timeout{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    std::string pending;
+    std::string line;
+    const bool ok = SendControlRequest(fd, "status") && ReadControlLine(fd, &pending, &line);
+    close(fd);
+    const nlohmann::json s = ok ? nlohmann::json::parse(line, nullptr, false) : nlohmann::json();
+    if (!ok || !s.is_object() || !s.value("sync", false)) return;
+    const std::string state = s.value("sync_state", "");
+    const std::uint64_t cursor = s.value("sync_cursor", std::uint64_t{0});
+    const std::uint64_t head = s.value("sync_head", std::uint64_t{0});
+    const std::uint64_t to_send = s.value("sync_pending", std::uint64_t{0});
+    const double fetched_mb =
+        static_cast<double>(s.value("sync_fetched_bytes", std::uint64_t{0})) / (1 << 20);
+    const double sent_mb =
+        static_cast<double>(s.value("sync_uploaded_bytes", std::uint64_t{0})) / (1 << 20);
+    if (state == "connected" && cursor >= head && to_send == 0) {
+      fmt::print(stderr, "\rsync: up to date with the hub (journal entry {}){:20}\n", cursor, "");
+      return;
+    }
+    if (state != "connected") {
+      offline_ms += kPollMs;
+      if (offline_ms >= kOfflineGiveUpMs) {
+        fmt::print(stderr,
+                   "\rsync: the hub is not reachable yet ({}); the mount keeps trying{:10}\n",
+                   s.value("sync_last_error", std::string("connecting")), "");
+        return;
+      }
+    } else {
+      offline_ms = 0;
+    }
+    const std::string progress = fmt::format(
+        "sync: {} of {} journal entries applied, {:.1f} MiB fetched, {:.1f} MiB sent, {} local "
+        "changes to send",
+        cursor, head, fetched_mb, sent_mb, to_send);
+    if (progress != last_line) {
+      fmt::print(stderr, "\r{}{:8}", progress, "");
+      last_line = progress;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+  }
+}
+
 // Runs the daemon in this process. `ready_fd` (>= 0 when daemonized) gets "ok\n" once the
 // mount answers, or the error line; it is closed afterwards.
 int Serve(const MountArgs& args, const std::string& store, int ready_fd) {
@@ -424,7 +478,10 @@ int RunMount(const MountArgs& args) {
   }
   close(pipe_fds[0]);
   while (!message.empty() && message.back() == '\n') message.pop_back();
-  if (message == "ok") return 0;
+  if (message == "ok") {
+    if (!args.sync.empty() && isatty(STDERR_FILENO)) ShowInitialSync(daemon_store);
+    return 0;
+  }
   if (message.empty()) message = "the daemon exited before the mount came up";
   fmt::print(stderr, "cascadefs mount: {}\n", message);
   return 1;

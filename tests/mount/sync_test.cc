@@ -451,6 +451,22 @@ TEST_F(Sync, AMountWithTheWrongKeyGetsNothing) {
   // The hub keeps serving the others.
   ASSERT_TRUE(WriteFile(Point("a") + "/after.txt", "still served"));
   ASSERT_NO_FATAL_FAILURE(WaitPushed("a"));
+
+  // A receive-only mount gets everything and sends nothing.
+  ASSERT_NO_FATAL_FAILURE(MountOne("reader", {"--receive-only"}));
+  for (int i = 0; i < kConvergeWaitSec * 5 && !fs::exists(Point("reader") + "/after.txt"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::string got;
+  ASSERT_TRUE(ReadFile(Point("reader") + "/secret.txt", &got)) << LogTail(mounts_.at("reader").log);
+  EXPECT_EQ(got, "for key holders");
+  ASSERT_TRUE(WriteFile(Point("reader") + "/local-only.txt", "never sent"));
+  ASSERT_TRUE(WriteFile(Point("a") + "/later.txt", "still arrives"));
+  for (int i = 0; i < kConvergeWaitSec * 5 && !fs::exists(Point("reader") + "/later.txt"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(fs::exists(Point("reader") + "/later.txt"));
+  EXPECT_FALSE(fs::exists(Point("a") + "/local-only.txt"));
 }
 
 }  // namespace
