@@ -450,8 +450,9 @@ void SyncAgent::TombstoneTree(const std::string& path, std::uint64_t jid) {
 void SyncAgent::MoveBaseTree(const std::string& from, const std::string& to, std::uint64_t jid) {
   std::vector<std::pair<std::string, BaseEntry>> moved;
   auto it = base_.find(from);
-  if (it != base_.end() && it->second.kind != BaseKind::kDeleted)
+  if (it != base_.end() && it->second.kind != BaseKind::kDeleted) {
     moved.emplace_back("", it->second);
+  }
   const std::string prefix = from + "/";
   for (it = base_.lower_bound(prefix); it != base_.end() && it->first.starts_with(prefix); ++it) {
     if (it->second.kind != BaseKind::kDeleted) {
