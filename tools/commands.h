@@ -49,7 +49,8 @@ struct ServeArgs {
   std::string listen;  // HOST:PORT
   std::string key;     // the key file (cascadefs keygen)
   std::uint32_t retention_days = 30;
-  std::uint32_t cache_size_mb = 1024;  // the hub's chunk cache file; 0: none
+  std::uint32_t cache_size_mb = 1024;    // the hub's chunk cache file; 0: none
+  std::uint32_t gc_interval_hours = 24;  // the hub's gc cycles; 0: none
 };
 
 int RunMount(const MountArgs& args);
@@ -62,6 +63,9 @@ int RunKeygen(const std::string& file);
 bool IsHubStoreDir(const std::string& store);
 int InspectHubJournal(const InspectArgs& args);
 int FsckHubStore(const FsckArgs& args);
+// `cascadefs gc HUBSTORE` on a hub store not being served: deletes the chunks no retained
+// journal entry reaches.
+int RunHubGc(const GcArgs& args);
 // `cascadefs inspect STORE [summary|levels|vlog|chunks|file PATH|chunk HASH]`: 0, or 8 when
 // the store cannot be read.
 int RunInspect(const InspectArgs& args);

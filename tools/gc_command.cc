@@ -75,6 +75,7 @@ int GcThroughDaemon(const GcArgs& args, int fd) {
 
 int RunGc(const GcArgs& args) {
   const std::string& store = args.store;
+  if (IsHubStoreDir(store)) return RunHubGc(args);
   std::error_code ec;
   if (!std::filesystem::exists(store + "/CURRENT", ec)) {
     fmt::print(stderr, "cascadefs gc: {}: not a cascadefs store (no CURRENT file)\n", store);

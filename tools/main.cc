@@ -98,7 +98,9 @@ int Run(int argc, char** argv) {
 
   cascadefs::tools::GcArgs gc_args;
   CLI::App* gc = app.add_subcommand(
-      "gc", "delete the chunks no file refers to and give their space back (store not mounted)");
+      "gc",
+      "delete the chunks no file refers to and give their space back (a mount runs it in its "
+      "daemon); on a hub store not being served, the chunks no retained journal entry reaches");
   gc->add_option("STORE", gc_args.store, "the store directory")->required();
   gc->add_flag("--dry-run", gc_args.dry_run, "count what would be deleted, delete nothing");
   gc->add_flag("--json", gc_args.json, "one JSON object");
@@ -119,11 +121,14 @@ int Run(int argc, char** argv) {
       ->add_option("--cache-size", serve_args.cache_size_mb,
                    "MiB of the chunk cache serving retrievals (0: none)")
       ->capture_default_str();
+  serve
+      ->add_option("--gc-interval", serve_args.gc_interval_hours,
+                   "hours between gc cycles deleting chunks no retained version names (0: none)")
+      ->capture_default_str();
 
   std::string keygen_path;
   CLI::App* keygen = app.add_subcommand("keygen", "write a new pre-shared key for sync");
-  keygen->add_option("FILE", keygen_path, "the key file to create (never overwritten)")
-      ->required();
+  keygen->add_option("FILE", keygen_path, "the key file to create (never overwritten)")->required();
 
   cascadefs::tools::InspectArgs inspect_args;
   CLI::App* inspect = app.add_subcommand(
