@@ -434,6 +434,35 @@ TEST_F(Sync, TheJournalSurvivesAHubKilledDuringAnUploadAndNamespacesStayApart) {
   ASSERT_NO_FATAL_FAILURE(Converge("a", "b"));
 }
 
+TEST_F(Sync, AReaderHoldingAFileOpenKeepsItsVersionWhole) {
+  ASSERT_NO_FATAL_FAILURE(StartHub());
+  ASSERT_NO_FATAL_FAILURE(MountOne("a"));
+  ASSERT_NO_FATAL_FAILURE(MountOne("b"));
+  const std::string before = Text(20000, 5);
+  const std::string after = Text(20000, 6);
+  ASSERT_TRUE(WriteFile(Point("a") + "/doc.txt", before));
+  ASSERT_NO_FATAL_FAILURE(Converge("a", "b"));
+
+  // b reads the first half, the new version arrives, b reads on: the old version, whole.
+  const int fd = open((Point("b") + "/doc.txt").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  std::string seen(before.size(), '\0');
+  const std::size_t half = before.size() / 2;
+  ASSERT_EQ(pread(fd, seen.data(), half, 0), static_cast<ssize_t>(half));
+  ASSERT_TRUE(WriteFile(Point("a") + "/doc.txt", after));
+  std::string now;
+  for (int i = 0; i < kConvergeWaitSec * 5; ++i) {
+    if (ReadFile(Point("b") + "/doc.txt", &now) && now == after) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(now.size(), after.size());
+  EXPECT_TRUE(now == after) << "the new version never arrived";
+  const ssize_t rest = pread(fd, seen.data() + half, before.size() - half, half);
+  close(fd);
+  ASSERT_EQ(rest, static_cast<ssize_t>(before.size() - half));
+  EXPECT_TRUE(seen == before) << "the open file mixed two versions";
+}
+
 TEST_F(Sync, AMountWithTheWrongKeyGetsNothing) {
   ASSERT_NO_FATAL_FAILURE(StartHub());
   ASSERT_NO_FATAL_FAILURE(MountOne("a"));
