@@ -2,6 +2,7 @@
 #include "control.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -122,6 +123,19 @@ bool ReadControlLine(int fd, std::string* pending, std::string* line) {
     if (n <= 0) return false;
     pending->append(buf, static_cast<std::size_t>(n));
   }
+}
+
+std::optional<nlohmann::json> RequestStatus(int fd) {
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  std::string pending;
+  std::string line;
+  const bool ok = SendControlRequest(fd, "status") && ReadControlLine(fd, &pending, &line);
+  close(fd);
+  if (!ok) return std::nullopt;
+  nlohmann::json reply = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (reply.is_discarded() || !reply.is_object()) return std::nullopt;
+  return reply;
 }
 
 }  // namespace cascadefs::tools

@@ -15,6 +15,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace cascadefs::tools {
 
 std::string ControlSocketName(const std::string& canonical_store);
@@ -36,6 +38,9 @@ bool ReadControlLine(int fd, std::string* pending, std::string* line);
 
 // Connects to the daemon's control socket; -1 with errno set when nobody listens.
 int ConnectControl(const std::string& canonical_store);
+// Asks the daemon on `fd` for its status and closes `fd`: the status object, or nullopt when
+// no well-formed answer comes within 10 s.
+std::optional<nlohmann::json> RequestStatus(int fd);
 // The daemon's side: a listening socket; -1 with errno set (EADDRINUSE: another daemon).
 int ListenControl(const std::string& canonical_store);
 

@@ -101,17 +101,12 @@ int RunStatus(const std::string& mountpoint, bool json) {
                entry->mountpoint, entry->mountpoint);
     return 1;
   }
-  timeval timeout{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  std::string pending;
-  std::string line;
-  const bool ok = SendControlRequest(fd, "status") && ReadControlLine(fd, &pending, &line);
-  close(fd);
-  const nlohmann::json reply = ok ? nlohmann::json::parse(line, nullptr, false) : nlohmann::json();
-  if (!ok || reply.is_discarded() || !reply.is_object()) {
+  const std::optional<nlohmann::json> answer = RequestStatus(fd);
+  if (!answer) {
     fmt::print(stderr, "cascadefs status: {}: no answer from the daemon\n", entry->mountpoint);
     return 1;
   }
+  const nlohmann::json& reply = *answer;
   if (json) {
     fmt::print("{}\n", reply.dump());
     return 0;

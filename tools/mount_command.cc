@@ -297,14 +297,9 @@ void ShowInitialSync(const std::string& canonical_store) {
   for (;;) {
     const int fd = ConnectControl(canonical_store);
     if (fd < 0) return;
-    timeval timeout{10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    std::string pending;
-    std::string line;
-    const bool ok = SendControlRequest(fd, "status") && ReadControlLine(fd, &pending, &line);
-    close(fd);
-    const nlohmann::json s = ok ? nlohmann::json::parse(line, nullptr, false) : nlohmann::json();
-    if (!ok || !s.is_object() || !s.value("sync", false)) return;
+    const std::optional<nlohmann::json> status = RequestStatus(fd);
+    if (!status || !status->value("sync", false)) return;
+    const nlohmann::json& s = *status;
     const std::string state = s.value("sync_state", "");
     const std::uint64_t cursor = s.value("sync_cursor", std::uint64_t{0});
     const std::uint64_t head = s.value("sync_head", std::uint64_t{0});
